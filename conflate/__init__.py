@@ -1,0 +1,1 @@
+"""Latest-value cache per (symbol, channel) and per-subscriber conflation (issue: conflation)."""

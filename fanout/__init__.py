@@ -1,0 +1,1 @@
+"""WebSocket fanout of conflated market data to subscribers (issue: conflation and fanout)."""

@@ -1,0 +1,1 @@
+"""Double-entry bookkeeping on PostgreSQL: accounts, journal, holds, T+1 settlement."""

@@ -1,0 +1,1 @@
+"""Manipulation detection over orders and trades (Bytewax), flags and the review workflow."""

@@ -1,0 +1,109 @@
+"""Settings: every default lives here, once.
+
+Read from ``TP_…`` environment variables and, when ``TP_CONFIG`` names one (or
+``tickerplant.toml`` exists in the working directory), a TOML file. Environment wins over
+the file. Nested values use ``__``: ``TP_FANOUT__PORT=9000``.
+
+Unset ``database_url`` means the embedded PostgreSQL in ``data_dir``; unset
+``kafka_bootstrap`` means the in-memory bus.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class KafkaSettings(BaseModel):
+    """Bus behaviour when ``kafka_bootstrap`` is set."""
+
+    partitions: int = Field(6, ge=1, description="partitions for topics the plant creates")
+    connect_attempts: int = Field(5, ge=1, description="broker connection attempts at start-up")
+    connect_backoff_s: float = Field(0.5, gt=0, description="first retry delay; doubles")
+    connect_backoff_max_s: float = Field(5.0, gt=0, description="largest retry delay")
+    request_timeout_s: float = Field(10.0, gt=0, description="per-request timeout")
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535, description="REST API (bars, orders, accounts)")
+
+
+class MetricsSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(9100, ge=0, le=65535, description="/metrics and /healthz; 0 picks one")
+
+
+class FeedSettings(BaseModel):
+    """The exchange feed: MoldUDP64 over UDP multicast, loopback by default."""
+
+    group: str = "239.1.1.1"
+    port: int = Field(26400, ge=1, le=65535)
+    interface: str = Field("127.0.0.1", description="outgoing/joining interface address")
+    ttl: int = Field(0, ge=0, le=255, description="multicast TTL; 0 keeps packets on the host")
+    rerequest_port: int = Field(26401, ge=1, le=65535)
+
+
+class ConflateSettings(BaseModel):
+    interval_ms: int = Field(200, ge=1, description="default subscriber conflation interval")
+
+
+class FanoutSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TP_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    database_url: str | None = Field(
+        None, description="PostgreSQL DSN; unset means the embedded PostgreSQL in data_dir"
+    )
+    kafka_bootstrap: str | None = Field(
+        None, description="Kafka bootstrap servers; unset means the in-memory bus"
+    )
+    data_dir: Path = Field(Path("var"), description="embedded PostgreSQL, archives, state")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
+    log_format: str = Field("text", pattern="^(text|json)$", description="text or json")
+    token_secret: str = Field(
+        "dev-only-change-me", description="HMAC key for signed stream tokens"
+    )
+    kafka: KafkaSettings = KafkaSettings()
+    http: HttpSettings = HttpSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    feed: FeedSettings = FeedSettings()
+    conflate: ConflateSettings = ConflateSettings()
+    fanout: FanoutSettings = FanoutSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = os.environ.get("TP_CONFIG") or "tickerplant.toml"
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_file),
+        )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment and the TOML file, with explicit overrides on top."""
+    return Settings(**overrides)
