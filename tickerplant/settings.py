@@ -30,6 +30,7 @@ class KafkaSettings(BaseModel):
     connect_backoff_s: float = Field(0.5, gt=0, description="first retry delay; doubles")
     connect_backoff_max_s: float = Field(5.0, gt=0, description="largest retry delay")
     request_timeout_s: float = Field(10.0, gt=0, description="per-request timeout")
+    replication_factor: int = Field(1, ge=1, description="replicas of topics the plant creates")
 
 
 class HttpSettings(BaseModel):
@@ -77,9 +78,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("var"), description="embedded PostgreSQL, archives, state")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
     log_format: str = Field("text", pattern="^(text|json)$", description="text or json")
-    token_secret: str = Field(
-        "dev-only-change-me", description="HMAC key for signed stream tokens"
-    )
+    token_secret: str = Field("dev-only-change-me", description="HMAC key for signed stream tokens")
     kafka: KafkaSettings = KafkaSettings()
     http: HttpSettings = HttpSettings()
     metrics: MetricsSettings = MetricsSettings()

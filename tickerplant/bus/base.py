@@ -58,14 +58,24 @@ class Subscription(Protocol):
         """
         ...
 
-    def __aiter__(self) -> AsyncIterator[Record]: ...
+    def __aiter__(self) -> AsyncIterator[Record]:
+        """Records one at a time, waiting as long as it takes; ends when the subscription
+        is closed. Only records actually yielded count as delivered (``position``)."""
+        ...
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
-        """The next record delivered from ``tp`` is the one at ``offset``."""
+        """The next record delivered from ``tp`` is the one at ``offset``.
+
+        An offset past the partition's end or below its oldest retained record makes the
+        next ``next_batch`` raise ``OffsetOutOfRangeError`` (never a silent rewind).
+        """
         ...
 
     def position(self, tp: TopicPartition) -> int:
-        """The offset of the next record this subscription will deliver from ``tp``."""
+        """The offset of the next record this subscription will deliver from ``tp``.
+
+        Records fetched but not yet handed out do not count.
+        """
         ...
 
     async def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
@@ -87,8 +97,13 @@ class Bus(Protocol):
 
     async def close(self) -> None: ...
 
-    async def create_topic(self, topic: str, partitions: int = 1) -> None:
-        """Create ``topic`` with ``partitions`` partitions; no-op when it already exists."""
+    async def create_topic(self, topic: str, partitions: int | None = None) -> None:
+        """Create ``topic`` with ``partitions`` partitions; no-op when it already exists.
+
+        ``None`` means the bus's default (its ``partitions=`` argument, which ``make_bus``
+        takes from ``settings.kafka.partitions``). An existing topic keeps its partition
+        count even when ``partitions`` differs.
+        """
         ...
 
     async def partitions(self, topic: str) -> int:

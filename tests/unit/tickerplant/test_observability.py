@@ -49,7 +49,10 @@ def test_a_health_check_that_raises_is_reported_unhealthy_not_crashed():
     """A check raising ZeroDivisionError makes the report unhealthy with the exception named."""
     health = Health()
     health.add("broken", lambda: 1 / 0)
-    assert health.report() == (False, {"broken": "check raised ZeroDivisionError: division by zero"})
+    assert health.report() == (
+        False,
+        {"broken": "check raised ZeroDivisionError: division by zero"},
+    )
 
 
 def test_json_logs_are_one_object_per_line_with_extra_fields():
