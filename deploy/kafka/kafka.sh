@@ -104,8 +104,14 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 }
 
 random_cluster_id() {
-    # A Kafka Uuid: 16 random bytes, base64url without padding (22 characters).
-    head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'
+    # A Kafka Uuid: 16 random bytes, base64url without padding (22 characters). One that
+    # starts with '-' would be read as an option by kafka-storage's argument parser.
+    local id
+    while :; do
+        id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+        [[ $id == -* ]] || break
+    done
+    printf '%s\n' "$id"
 }
 
 write_config() {

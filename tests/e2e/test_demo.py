@@ -1,0 +1,96 @@
+"""`tickerplant demo` as a newcomer runs it: starts, prints its URLs, stops cleanly on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def wait_for_line(process: subprocess.Popen[str], pattern: str, timeout: float) -> list[str]:
+    """Read stdout until a line matches ``pattern``; return every line read."""
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            if process.poll() is not None:
+                break
+            continue
+        lines.append(line.rstrip("\n"))
+        if re.search(pattern, line):
+            return lines
+    raise AssertionError(
+        f"no line matching {pattern!r} within {timeout}s; output:\n" + "\n".join(lines)
+    )
+
+
+def postgres_processes_using(data_dir: Path) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if process.info["name"] == "postgres" and str(data_dir) in cmdline:
+            found.append(process)
+    return found
+
+
+def test_the_demo_serves_its_urls_with_the_printed_token_and_stops_on_sigint(tmp_path):
+    """The demo prints the API URL and a token that /v1/me accepts; SIGINT exits 0, no orphans."""
+    env = {
+        **os.environ,
+        "TP_DATA_DIR": str(tmp_path / "var"),
+        "TP_HTTP__PORT": "0",
+        "TP_LOG_LEVEL": "WARNING",
+    }
+    for name in ("TP_DATABASE_URL", "TP_KAFKA_BOOTSTRAP", "TP_CONFIG"):
+        env.pop(name, None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tickerplant.cli", "demo"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = wait_for_line(process, r"Press Ctrl-C to stop", timeout=90)
+        output = "\n".join(lines)
+        api = re.search(r"API\s+(http://127\.0\.0\.1:\d+)/docs", output).group(1)
+        token = re.search(r"token (tp_\S+)", output).group(1)
+        assert "bus          in-memory" in output
+        assert "database     embedded PostgreSQL" in output
+
+        request = urllib.request.Request(
+            api + "/v1/me", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            me = json.loads(response.read())
+        with urllib.request.urlopen(api + "/healthz", timeout=10) as response:
+            health = json.loads(response.read())
+        assert me["name"] == "demo" and me["role"] == "trader"
+        assert health == {"status": "ok", "checks": {"database": "ok"}}
+        assert postgres_processes_using(tmp_path / "var" / "pg"), "embedded PostgreSQL not running"
+
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert process.returncode == 0, rest
+    assert rest.rstrip().endswith("tickerplant demo stopped")
+    deadline = time.monotonic() + 10
+    while postgres_processes_using(tmp_path / "var" / "pg") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert postgres_processes_using(tmp_path / "var" / "pg") == []

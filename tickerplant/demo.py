@@ -1,0 +1,150 @@
+"""``tickerplant demo``: the whole system on one machine, on the embedded defaults.
+
+Starts (or connects to) PostgreSQL, applies migrations, creates the demo user, opens the
+bus with every topic, and serves the HTTP API; then waits for Ctrl-C and stops everything
+in reverse order, the embedded PostgreSQL last. Each component issue adds its processes
+here, so the demo always runs end to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import psycopg
+import uvicorn
+
+from tickerplant.api import create_app
+from tickerplant.bus import make_bus
+from tickerplant.db import connect, describe_dsn, migrate, open_async_pool, resolve_database_url
+from tickerplant.identity import (
+    Role,
+    UserExistsError,
+    create_user,
+    issue_token,
+    revoke_user_tokens,
+)
+from tickerplant.observability import Health, new_registry
+from tickerplant.settings import Settings
+from tickerplant.topics import ALL_TOPICS
+
+log = logging.getLogger(__name__)
+
+DEMO_USER = "demo"
+
+
+@dataclass(frozen=True)
+class DemoInfo:
+    """What the demo prints once everything is up."""
+
+    api_url: str
+    database: str
+    bus: str
+    user: str
+    token: str
+
+    def lines(self) -> list[str]:
+        return [
+            "tickerplant demo is running",
+            f"  API          {self.api_url}/docs  (OpenAPI: {self.api_url}/openapi.json)",
+            f"  health       {self.api_url}/healthz",
+            f"  metrics      {self.api_url}/metrics",
+            f"  who am I     curl -H 'Authorization: Bearer {self.token}' {self.api_url}/v1/me",
+            f"  database     {self.database}",
+            f"  bus          {self.bus}",
+            f"  demo user    {self.user} (role trader), token {self.token}",
+            "Press Ctrl-C to stop.",
+        ]
+
+
+def demo_token(conn: psycopg.Connection) -> str:
+    """A fresh token for the demo user, created on first run; earlier demo tokens are revoked."""
+    try:
+        _, token = create_user(conn, DEMO_USER, Role.TRADER)
+    except UserExistsError:
+        with conn.transaction():
+            revoke_user_tokens(conn, DEMO_USER)
+            token = issue_token(conn, DEMO_USER)
+    return token
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the demo owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[override]
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+async def run_demo(
+    settings: Settings,
+    *,
+    announce: Callable[[DemoInfo], None],
+    until: Callable[[], Awaitable[object]],
+) -> None:
+    """Run the demo until ``until()`` completes (the CLI passes a wait for SIGINT/SIGTERM)."""
+    async with contextlib.AsyncExitStack() as stack:
+        dsn, embedded = await asyncio.to_thread(resolve_database_url, settings)
+        if embedded is not None:
+            stack.callback(embedded.stop)
+        applied = await asyncio.to_thread(migrate, dsn)
+        log.info("database ready: %d migration(s) applied", len(applied))
+        with connect(dsn) as conn:
+            token = demo_token(conn)
+
+        bus = make_bus(settings)
+        await bus.start()
+        stack.push_async_callback(bus.close)
+        for topic in ALL_TOPICS:
+            await bus.create_topic(topic, settings.kafka.partitions)
+
+        pool = await open_async_pool(dsn)
+        stack.push_async_callback(pool.close)
+
+        registry = new_registry("demo")
+        health = Health()
+        health.add("database", lambda: "connection pool closed" if pool.closed else None)
+        app = create_app(pool=pool, registry=registry, health=health)
+        sock = _bind(settings.http.host, settings.http.port)
+        server = _Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+
+        async def stop_server() -> None:
+            server.should_exit = True
+            await serving
+            sock.close()
+
+        stack.push_async_callback(stop_server)
+        while not server.started:
+            if serving.done():
+                serving.result()  # re-raises why uvicorn could not start
+            await asyncio.sleep(0.05)
+
+        host, port = sock.getsockname()[:2]
+        announce(
+            DemoInfo(
+                api_url=f"http://{host}:{port}",
+                database=("embedded PostgreSQL, " if embedded else "") + describe_dsn(dsn),
+                bus=(
+                    f"Kafka at {settings.kafka_bootstrap}"
+                    if settings.kafka_bootstrap
+                    else "in-memory"
+                ),
+                user=DEMO_USER,
+                token=token,
+            )
+        )
+        await until()
+        log.info("stopping the demo")
