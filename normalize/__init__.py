@@ -2,18 +2,24 @@
 
 So far: the Protobuf schema of the normalized events (``normalize.proto``); the ITCH 5.0
 message codec (``normalize.itch``: ``decode``, ``encode``, one dataclass per message type);
-the length-prefixed framing of NASDAQ's daily ITCH files (``normalize.itchfile``); and the
-package's errors (``normalize.errors``).
+the length-prefixed framing of NASDAQ's daily ITCH files (``normalize.itchfile``); the
+package's errors (``normalize.errors``); the per-symbol order book (``normalize.book``); and
+the normalizer from ITCH messages to Trade / Quote / Status events (``normalize.normalizer``).
 """
 
+from normalize.book import OrderBook
 from normalize.errors import (
     DecodeError,
+    DuplicateOrder,
     EncodeError,
     InvalidAlphaField,
+    InvalidOrder,
     LengthMismatch,
     NormalizeError,
+    OrderBookError,
     TruncatedMessage,
     UnknownMessageType,
+    UnknownOrder,
 )
 from normalize.itch import (
     MESSAGE_LAYOUTS,
@@ -49,6 +55,7 @@ from normalize.itch import (
     encode,
 )
 from normalize.itchfile import iter_messages, open_itch_file, write_messages
+from normalize.normalizer import NormalizedEvent, Normalizer, batch_records, locate_shard
 
 __all__ = [
     "MESSAGE_LAYOUTS",
@@ -59,9 +66,11 @@ __all__ = [
     "CrossTrade",
     "DecodeError",
     "DirectListingCapitalRaisePriceDiscovery",
+    "DuplicateOrder",
     "EncodeError",
     "FieldLayout",
     "InvalidAlphaField",
+    "InvalidOrder",
     "IpoQuotingPeriodUpdate",
     "ItchMessage",
     "LengthMismatch",
@@ -74,7 +83,11 @@ __all__ = [
     "NetOrderImbalanceIndicator",
     "NonCrossTrade",
     "NormalizeError",
+    "NormalizedEvent",
+    "Normalizer",
     "OperationalHalt",
+    "OrderBook",
+    "OrderBookError",
     "OrderCancel",
     "OrderDelete",
     "OrderExecuted",
@@ -87,9 +100,12 @@ __all__ = [
     "SystemEvent",
     "TruncatedMessage",
     "UnknownMessageType",
+    "UnknownOrder",
+    "batch_records",
     "decode",
     "encode",
     "iter_messages",
+    "locate_shard",
     "open_itch_file",
     "write_messages",
 ]

@@ -94,3 +94,42 @@ class EncodeError(NormalizeError):
             f"cannot encode ITCH 5.0 message type {message_type!r}: "
             f"field {field}={value!r} {reason}"
         )
+
+
+class OrderBookError(NormalizeError):
+    """An order book operation that contradicts the book's state; the book is left unchanged."""
+
+
+class UnknownOrder(OrderBookError):
+    """No live order has reference number ``ref`` (never added, already gone, or lost in a gap)."""
+
+    def __init__(self, symbol: str, ref: int) -> None:
+        self.symbol = symbol
+        self.ref = ref
+        super().__init__(f"order book {symbol!r} has no live order with reference number {ref}")
+
+
+class DuplicateOrder(OrderBookError):
+    """An order with reference number ``ref`` is already live; reference numbers are unique."""
+
+    def __init__(self, symbol: str, ref: int) -> None:
+        self.symbol = symbol
+        self.ref = ref
+        super().__init__(
+            f"order book {symbol!r} already has a live order with reference number {ref}"
+        )
+
+
+class InvalidOrder(OrderBookError):
+    """A field of an order operation has a value the book cannot apply."""
+
+    def __init__(self, symbol: str, ref: int, field: str, value: object, accepted: str) -> None:
+        self.symbol = symbol
+        self.ref = ref
+        self.field = field
+        self.value = value
+        self.accepted = accepted
+        super().__init__(
+            f"order book {symbol!r}, order {ref}: {field}={value!r} is invalid; "
+            f"accepted: {accepted}"
+        )
