@@ -51,8 +51,13 @@ class FeedPipeline:
         self.stats = PipelineStats()
         self._bad_packet_logged = 0
 
-    def on_datagram(self, data: bytes, *, receive_ts_ns: int, now_ns: int) -> list[Request]:
-        """Feed one datagram; return the re-requests to send for any gap it revealed."""
+    def on_datagram(
+        self, data: bytes, *, receive_ts_ns: int, now_ns: int, retransmission: bool = False
+    ) -> list[Request]:
+        """Feed one datagram; return the re-requests to send for any gap it revealed.
+
+        ``retransmission``: the datagram came from the re-request server, not the live feed.
+        """
         self.stats.datagrams += 1
         try:
             packet = decode_packet(data)
@@ -66,7 +71,8 @@ class FeedPipeline:
                     exc,
                 )
             return []
-        return self._apply(self.recoverer.on_packet(packet, now_ns), receive_ts_ns)
+        actions = self.recoverer.on_packet(packet, now_ns, retransmission=retransmission)
+        return self._apply(actions, receive_ts_ns)
 
     def on_timer(self, *, receive_ts_ns: int, now_ns: int) -> list[Request]:
         """Let re-request timeouts fire; return re-requests to (re)send."""

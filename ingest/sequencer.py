@@ -275,8 +275,15 @@ class GapRecoverer:
 
     # -- inputs -----------------------------------------------------------------------------
 
-    def on_packet(self, packet: Packet, now_ns: int) -> list[Action]:
-        """Account for one received downstream packet; the actions it calls for, in order."""
+    def on_packet(
+        self, packet: Packet, now_ns: int, *, retransmission: bool = False
+    ) -> list[Action]:
+        """Account for one received downstream packet; the actions it calls for, in order.
+
+        ``retransmission`` says the packet came from the re-request server (its own socket),
+        not the live feed. Only such packets can show that an earlier request was lost: a
+        live packet that was merely reordered also fills a later gap, and must not count.
+        """
         self.stats.packets += 1
         session = packet.session
         if session != self._session:
@@ -300,7 +307,7 @@ class GapRecoverer:
                     return [action]
                 self._actions.append(action)
             else:
-                self._on_data(packet, now_ns)
+                self._on_data(packet, now_ns, retransmission)
         else:
             self._announce(packet.sequence)
             if packet.kind is PacketKind.END_OF_SESSION and self._end_of_session is None:
@@ -318,7 +325,7 @@ class GapRecoverer:
 
     # -- data path --------------------------------------------------------------------------
 
-    def _on_data(self, packet: Packet, now_ns: int) -> None:
+    def _on_data(self, packet: Packet, now_ns: int, retransmission: bool) -> None:
         first = packet.sequence
         messages = packet.messages
         end = first + len(messages)
@@ -363,7 +370,7 @@ class GapRecoverer:
                 buffer[sequence] = message
                 heappush(self._heap, sequence)
                 stats.reordered += 1
-        if answered >= 0:
+        if answered >= 0 and retransmission:
             # Re-request servers answer in order: an earlier attempt still unfilled when a
             # later one is answered had its answer lost (or refused).
             for attempt in list(self._attempts):

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -79,7 +81,7 @@ def _database() -> Iterator[str]:
             embedded.stop()
 
 
-def _fail(exc: TickerplantError) -> typer.Exit:
+def _fail(exc: Exception) -> typer.Exit:
     typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
     return typer.Exit(2)
 
@@ -162,6 +164,192 @@ def users_add(
     typer.echo(f"created user {user.name} (role {user.role.value})")
     typer.echo(f"token: {token}")
     typer.echo("The token is shown only now; it is stored hashed.")
+
+
+def _session_date(value: str | None, *, path: Path | None = None) -> date:
+    """``--date`` as given, else the date in a NASDAQ sample file's name, else today (ET)."""
+    from normalize.session import date_from_file_name, exchange_today
+
+    if value:
+        try:
+            return date.fromisoformat(value)
+        except ValueError as exc:
+            raise typer.BadParameter(f"{value!r} is not a date like 2024-11-20") from exc
+    if path is not None:
+        found = date_from_file_name(path)
+        if found is None:
+            raise typer.BadParameter(
+                f"cannot tell the session date from the name {path.name!r}; pass --date",
+                param_hint="--date",
+            )
+        return found
+    return exchange_today(time.time())
+
+
+@app.command()
+def ingest(
+    shard: Annotated[int, typer.Option(help="This process's shard, 0-based.")] = 0,
+    shards: Annotated[int, typer.Option(help="How many shards share the feed.")] = 1,
+    session_date: Annotated[
+        str | None, typer.Option("--date", help="Session date (default: today, US/Eastern).")
+    ] = None,
+) -> None:
+    """Receive the multicast feed, recover gaps, publish normalized events on the bus."""
+    from ingest.service import run_ingest
+    from normalize.normalizer import locate_shard
+    from tickerplant.runtime import wait_for_stop_signal
+
+    try:
+        owned = locate_shard(shard, shards)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--shard/--shards") from exc
+    try:
+        asyncio.run(
+            run_ingest(
+                state.settings,
+                shard=owned,
+                session_date=_session_date(session_date),
+                until=wait_for_stop_signal,
+                announce=typer.echo,
+            )
+        )
+    except TickerplantError as exc:
+        raise _fail(exc) from exc
+
+
+def _run_sim(coroutine_factory) -> None:
+    """Run an exchange-sim coroutine until it ends or Ctrl-C; print its summary."""
+    from tickerplant.runtime import wait_for_stop_signal
+
+    async def main() -> object:
+        stop = asyncio.Event()
+        run = asyncio.create_task(coroutine_factory(stop))
+        signal_wait = asyncio.create_task(wait_for_stop_signal())
+        done, _ = await asyncio.wait({run, signal_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if signal_wait in done:
+            stop.set()
+        else:
+            signal_wait.cancel()
+        return await run
+
+    try:
+        stats = asyncio.run(main())
+    except (TickerplantError, ValueError, OSError) as exc:
+        raise _fail(exc) from exc
+    typer.echo(
+        f"session {stats.session}: {stats.messages} messages in {stats.wall_seconds:.1f}s, "
+        f"{stats.packets} packets, {stats.dropped_packets} dropped, "
+        f"{stats.requests_answered} re-requests answered"
+    )
+
+
+@app.command("exchange-sim")
+def exchange_sim(
+    symbols: Annotated[int | None, typer.Option(help="Symbols listed (default 100).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the order flow (default 1).")] = None,
+    speed: Annotated[
+        float | None, typer.Option(help="Exchange seconds per wall second; 0 = unpaced.")
+    ] = None,
+    messages: Annotated[int | None, typer.Option(help="Stop after this many messages.")] = None,
+    start_at: Annotated[
+        str | None, typer.Option(help="Exchange time to start at (default 09:29:00).")
+    ] = None,
+    burst: Annotated[
+        float | None, typer.Option(help="Opening-bell rate multiple (default 100).")
+    ] = None,
+    burst_seconds: Annotated[
+        float | None, typer.Option(help="Length of the opening burst (default 5).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write the ITCH stream here.")] = None,
+    send: Annotated[bool, typer.Option(help="Send on multicast (--no-send: file only).")] = True,
+    drop_rate: Annotated[float, typer.Option(help="Fraction of live packets dropped.")] = 0.0,
+    duplicate_rate: Annotated[float, typer.Option(help="Fraction duplicated.")] = 0.0,
+    reorder_rate: Annotated[float, typer.Option(help="Fraction swapped with the next.")] = 0.0,
+    rerequest: Annotated[bool, typer.Option(help="Answer re-requests.")] = True,
+    linger: Annotated[float, typer.Option(help="Seconds to keep answering after the end.")] = 5.0,
+) -> None:
+    """Simulate the exchange: seeded ITCH 5.0 order flow as MoldUDP64 multicast."""
+    from exchange_sim import run_exchange_sim
+
+    if out is None and not send:
+        raise typer.BadParameter("--no-send needs --out FILE", param_hint="--no-send")
+    _run_sim(
+        lambda stop: run_exchange_sim(
+            settings=state.settings,
+            symbols=symbols,
+            seed=seed,
+            speed=speed,
+            messages=messages,
+            start_at=start_at,
+            burst_multiplier=burst,
+            burst_seconds=burst_seconds,
+            out_file=out,
+            send=send,
+            drop_rate=drop_rate,
+            duplicate_rate=duplicate_rate,
+            reorder_rate=reorder_rate,
+            rerequest=rerequest,
+            linger=linger if send else 0.0,
+            stop=stop,
+        )
+    )
+
+
+@app.command()
+def replay(
+    itch_file: Annotated[Path, typer.Argument(help="An ITCH 5.0 file (.gz read as such).")],
+    speed: Annotated[
+        float, typer.Option(help="1 = recorded pace, 10 = ten times faster, 0 = unpaced.")
+    ] = 1.0,
+    start_at: Annotated[
+        str | None, typer.Option(help="Exchange time pacing starts at (earlier: at once).")
+    ] = None,
+    messages: Annotated[int | None, typer.Option(help="Stop after this many messages.")] = None,
+    linger: Annotated[float, typer.Option(help="Seconds to keep answering after the end.")] = 5.0,
+) -> None:
+    """Replay an ITCH file onto the multicast feed at recorded or accelerated pace."""
+    from exchange_sim import replay_file
+
+    if not itch_file.is_file():
+        raise typer.BadParameter(f"no such file: {itch_file}", param_hint="ITCH_FILE")
+    _run_sim(
+        lambda stop: replay_file(
+            itch_file,
+            settings=state.settings,
+            speed=speed,
+            start_at=start_at,
+            messages=messages,
+            linger=linger,
+            stop=stop,
+        )
+    )
+
+
+@app.command("normalize-file")
+def normalize_file(
+    itch_file: Annotated[Path, typer.Argument(help="An ITCH 5.0 file (.gz read as such).")],
+    out: Annotated[Path, typer.Option(help="Directory for trades.parquet and quotes.parquet.")],
+    session_date: Annotated[
+        str | None, typer.Option("--date", help="Session date (default: from the file name).")
+    ] = None,
+) -> None:
+    """Normalize a whole ITCH file to Parquet trades and quotes."""
+    from normalize.convert import normalize_file as convert
+
+    if not itch_file.is_file():
+        raise typer.BadParameter(f"no such file: {itch_file}", param_hint="ITCH_FILE")
+    day = _session_date(session_date, path=itch_file)
+    started = time.perf_counter()
+    try:
+        stats = convert(itch_file, out, session_date=day)
+    except TickerplantError as exc:
+        raise _fail(exc) from exc
+    elapsed = time.perf_counter() - started
+    typer.echo(
+        f"{stats.messages} messages -> {stats.trades} trades, {stats.quotes} quotes "
+        f"in {elapsed:.1f}s ({stats.messages / max(elapsed, 1e-9):,.0f} msgs/s); "
+        f"wrote {out / 'trades.parquet'} and {out / 'quotes.parquet'}"
+    )
 
 
 if __name__ == "__main__":

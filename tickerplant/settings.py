@@ -53,6 +53,27 @@ class FeedSettings(BaseModel):
     rerequest_port: int = Field(26401, ge=1, le=65535)
 
 
+class ExchangeSimSettings(BaseModel):
+    """The exchange simulator: synthetic ITCH 5.0 order flow sent as MoldUDP64 on the feed."""
+
+    symbols: int = Field(100, ge=1, le=65535, description="symbols listed (stock locates 1..N)")
+    seed: int = Field(1, description="seed of the order flow and of fault injection")
+    speed: float = Field(1.0, ge=0, description="exchange seconds per wall second; 0 = no pacing")
+    burst_multiplier: float = Field(100.0, ge=0, description="message rate multiple at the open")
+    burst_seconds: float = Field(5.0, ge=0, description="length of the opening-bell burst")
+    start_at: str = Field(
+        "09:29:00",
+        pattern=r"^\d{1,2}:\d{2}(:\d{2}(\.\d{1,9})?)?$",
+        description="exchange time (HH:MM[:SS[.fff]]) the order flow starts at",
+    )
+    session: str = Field(
+        "TP00000001", pattern=r"^[A-Za-z0-9]{1,10}$", description="MoldUDP64 session name"
+    )
+    retransmit_capacity: int = Field(
+        1_000_000, ge=1, description="messages kept for answering re-requests"
+    )
+
+
 class ConflateSettings(BaseModel):
     interval_ms: int = Field(200, ge=1, description="default subscriber conflation interval")
 
@@ -85,6 +106,7 @@ class Settings(BaseSettings):
     feed: FeedSettings = FeedSettings()
     conflate: ConflateSettings = ConflateSettings()
     fanout: FanoutSettings = FanoutSettings()
+    exchange_sim: ExchangeSimSettings = ExchangeSimSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -31,6 +31,10 @@ def test_help_lists_every_subcommand_with_a_one_line_description():
     assert rows == {
         "version": "Print the tickerplant version.",
         "demo": "Run the whole system on this machine (embedded defaults) until Ctrl-C.",
+        "ingest": "Receive the multicast feed, recover gaps, publish normalized events on the bus.",
+        "normalize-file": "Normalize a whole ITCH file to Parquet trades and quotes.",
+        "exchange-sim": "Simulate the exchange: seeded ITCH 5.0 order flow as MoldUDP64 multicast.",
+        "replay": "Replay an ITCH file onto the multicast feed at recorded or accelerated pace.",
         "db": "Database schema: apply and inspect migrations.",
         "users": "Users, roles and API tokens.",
     }

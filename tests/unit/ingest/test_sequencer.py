@@ -152,9 +152,24 @@ def test_an_earlier_request_overtaken_by_a_later_answer_has_failed():
     recoverer.on_packet(data(1), 0)
     assert recoverer.on_packet(data(3), 1) == [GapDetected("S", 2, 1), Request("S", 2, 1)]
     assert recoverer.on_packet(data(5), 2) == [GapDetected("S", 4, 1), Request("S", 4, 1)]
-    assert recoverer.on_packet(data(4), 3) == [
+    assert recoverer.on_packet(data(4), 3, retransmission=True) == [
         Unrecoverable("S", 2, 1),
         deliver(3, 3),
+        GapRecovered("S", 4, 1),
+    ]
+
+
+def test_a_reordered_live_packet_filling_a_later_gap_does_not_fail_an_earlier_request():
+    """Gaps at 2 and 4; 4 arrives late on the live feed: the request for 2 stays pending."""
+    recoverer = GapRecoverer(max_retries=0)
+    recoverer.on_packet(data(1), 0)
+    recoverer.on_packet(data(3), 1)
+    recoverer.on_packet(data(5), 2)
+    assert recoverer.on_packet(data(4), 3) == []
+    assert (recoverer.stats.retries, recoverer.stats.unrecoverable) == (0, 0)
+    assert recoverer.on_packet(data(2), 4, retransmission=True) == [
+        deliver(2, 4),
+        GapRecovered("S", 2, 1),
         GapRecovered("S", 4, 1),
     ]
 
@@ -165,7 +180,7 @@ def test_an_overtaken_request_with_retries_left_is_re_sent_at_once():
     recoverer.on_packet(data(1), 0)
     recoverer.on_packet(data(3), 1)
     recoverer.on_packet(data(5), 2)
-    assert recoverer.on_packet(data(4), 3) == [Request("S", 2, 1)]
+    assert recoverer.on_packet(data(4), 3, retransmission=True) == [Request("S", 2, 1)]
     assert recoverer.stats.retries == 1
     assert recoverer.on_packet(data(2), 4) == [
         deliver(2, 4),

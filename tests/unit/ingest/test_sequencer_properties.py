@@ -127,7 +127,8 @@ def simulate(
         now = max(now, min(candidates))
         if answers and answers[0][0] <= now:
             _, _, packet = heapq.heappop(answers)
-            carry_out(recoverer.on_packet(decode_packet(packet), now), now)
+            answer = recoverer.on_packet(decode_packet(packet), now, retransmission=True)
+            carry_out(answer, now)
         elif live and live[-1][0] <= now:
             _, packet = live.pop()
             carry_out(recoverer.on_packet(decode_packet(packet), now), now)
