@@ -129,6 +129,7 @@ class FeedIngest:
         self._transports: list[asyncio.DatagramTransport] = []
         self._tasks: list[asyncio.Task] = []
         self._stopping = asyncio.Event()
+        self._last_datagram_mono_ns: int | None = None
         self.published = 0
         self.metrics = IngestMetrics(self.pipeline, shard)
         self._latency = Histogram(
@@ -179,8 +180,17 @@ class FeedIngest:
                 await task
         self._tasks.clear()
 
+    def health_problem(self, *, silence_s: float = 5.0) -> str | None:
+        """A reason to report unhealthy: no datagram (not even a heartbeat) for ``silence_s``."""
+        last = self._last_datagram_mono_ns
+        if last is None:
+            return "no datagram received from the feed yet"
+        silent = (time.monotonic_ns() - last) / 1e9
+        return f"no datagram from the feed for {silent:.0f}s" if silent > silence_s else None
+
     def _on_datagram(self, data: bytes, retransmission: bool) -> None:
         received_mono = time.monotonic_ns()
+        self._last_datagram_mono_ns = received_mono
         received_wall = time.time_ns()
         requests = self.pipeline.on_datagram(
             data, receive_ts_ns=received_wall, now_ns=received_mono, retransmission=retransmission
@@ -255,6 +265,7 @@ async def run_ingest(
         ingest = FeedIngest(settings.feed, bus, normalizer, shard=shard, registry=registry)
         await ingest.start()
         stack.push_async_callback(ingest.stop)
+        health.add("feed", ingest.health_problem)
         metrics = MetricsServer(
             registry, health, host=settings.metrics.host, port=settings.metrics.port
         ).start()

@@ -12,12 +12,17 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import psycopg
 import uvicorn
 
+from exchange_sim import run_exchange_sim
+from ingest.service import FeedIngest
+from normalize.normalizer import Normalizer
+from normalize.session import exchange_today, midnight_ns
 from tickerplant.api import create_app
 from tickerplant.bus import make_bus
 from tickerplant.db import connect, describe_dsn, migrate, open_async_pool, resolve_database_url
@@ -44,6 +49,7 @@ class DemoInfo:
     api_url: str
     database: str
     bus: str
+    feed: str
     user: str
     token: str
 
@@ -56,6 +62,7 @@ class DemoInfo:
             f"  who am I     curl -H 'Authorization: Bearer {self.token}' {self.api_url}/v1/me",
             f"  database     {self.database}",
             f"  bus          {self.bus}",
+            f"  feed         {self.feed}",
             f"  demo user    {self.user} (role trader), token {self.token}",
             "Press Ctrl-C to stop.",
         ]
@@ -70,6 +77,25 @@ def demo_token(conn: psycopg.Connection) -> str:
             revoke_user_tokens(conn, DEMO_USER)
             token = issue_token(conn, DEMO_USER)
     return token
+
+
+async def _report_progress(ingest: FeedIngest, *, every_s: float = 10.0) -> None:
+    """Log the plant's counts every ``every_s`` so a newcomer sees it working."""
+    while True:
+        await asyncio.sleep(every_s)
+        recovery = ingest.pipeline.recoverer.stats
+        normalized = ingest.pipeline.normalizer.stats
+        log.info(
+            "plant: %d messages in sequence, %d trades, %d quotes, %d statuses; "
+            "%d gaps (%d recovered), %d records published",
+            recovery.messages,
+            normalized.trades,
+            normalized.quotes,
+            normalized.statuses,
+            recovery.gaps,
+            recovery.recovered,
+            ingest.published,
+        )
 
 
 class _Server(uvicorn.Server):
@@ -116,6 +142,26 @@ async def run_demo(
         registry = new_registry("demo")
         health = Health()
         health.add("database", lambda: "connection pool closed" if pool.closed else None)
+
+        # The ticker plant: the exchange simulator multicasts on loopback (TTL 0), ingest
+        # recovers and normalizes the feed onto the bus.
+        normalizer = Normalizer(midnight_ns=midnight_ns(exchange_today(time.time())))
+        ingest = FeedIngest(settings.feed, bus, normalizer, registry=registry)
+        await ingest.start()
+        stack.push_async_callback(ingest.stop)
+        health.add("feed", ingest.health_problem)
+        stop_sim = asyncio.Event()
+        sim = asyncio.create_task(
+            run_exchange_sim(settings=settings, linger=0.0, stop=stop_sim), name="exchange-sim"
+        )
+
+        async def stop_simulator() -> None:
+            stop_sim.set()
+            await sim
+
+        stack.push_async_callback(stop_simulator)
+        progress = asyncio.create_task(_report_progress(ingest), name="demo-progress")
+        stack.callback(progress.cancel)
         app = create_app(pool=pool, registry=registry, health=health)
         sock = _bind(settings.http.host, settings.http.port)
         server = _Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
@@ -141,6 +187,13 @@ async def run_demo(
                     f"Kafka at {settings.kafka_bootstrap}"
                     if settings.kafka_bootstrap
                     else "in-memory"
+                ),
+                feed=(
+                    f"exchange-sim {settings.exchange_sim.symbols} symbols from "
+                    f"{settings.exchange_sim.start_at} at speed {settings.exchange_sim.speed} -> "
+                    f"MoldUDP64 {settings.feed.group}:{settings.feed.port} via "
+                    f"{settings.feed.interface} (TTL {settings.feed.ttl}) -> ingest -> "
+                    "md.trades, md.quotes, md.status"
                 ),
                 user=DEMO_USER,
                 token=token,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -36,6 +37,19 @@ def wait_for_line(process: subprocess.Popen[str], pattern: str, timeout: float) 
     )
 
 
+def ingested_messages(api: str, *, at_least: int, within_s: float) -> int:
+    """tp_ingest_messages_total from /metrics, polled until ``at_least`` or the time is up."""
+    messages = 0
+    deadline = time.monotonic() + within_s
+    while messages < at_least and time.monotonic() < deadline:
+        time.sleep(0.5)
+        with urllib.request.urlopen(api + "/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        found = re.search(r"^tp_ingest_messages_total\{[^}]*\} (\S+)$", metrics, re.MULTILINE)
+        messages = int(float(found.group(1))) if found else 0
+    return messages
+
+
 def postgres_processes_using(data_dir: Path) -> list[psutil.Process]:
     found = []
     for process in psutil.process_iter(["name", "cmdline"]):
@@ -52,6 +66,9 @@ def test_the_demo_serves_its_urls_with_the_printed_token_and_stops_on_sigint(tmp
         "TP_DATA_DIR": str(tmp_path / "var"),
         "TP_HTTP__PORT": "0",
         "TP_LOG_LEVEL": "WARNING",
+        "TP_FEED__PORT": str(random.randrange(20_000, 30_000)),
+        "TP_FEED__REREQUEST_PORT": str(random.randrange(30_000, 40_000)),
+        "TP_EXCHANGE_SIM__SYMBOLS": "20",
     }
     for name in ("TP_DATABASE_URL", "TP_KAFKA_BOOTSTRAP", "TP_CONFIG"):
         env.pop(name, None)
@@ -70,15 +87,17 @@ def test_the_demo_serves_its_urls_with_the_printed_token_and_stops_on_sigint(tmp
         assert "bus          in-memory" in output
         assert "database     embedded PostgreSQL" in output
 
+        assert "feed         exchange-sim 20 symbols from 09:29:00" in output
         request = urllib.request.Request(
             api + "/v1/me", headers={"Authorization": f"Bearer {token}"}
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             me = json.loads(response.read())
+        assert me["name"] == "demo" and me["role"] == "trader"
+        assert ingested_messages(api, at_least=100, within_s=30) >= 100
         with urllib.request.urlopen(api + "/healthz", timeout=10) as response:
             health = json.loads(response.read())
-        assert me["name"] == "demo" and me["role"] == "trader"
-        assert health == {"status": "ok", "checks": {"database": "ok"}}
+        assert health == {"status": "ok", "checks": {"database": "ok", "feed": "ok"}}
         assert postgres_processes_using(tmp_path / "var" / "pg"), "embedded PostgreSQL not running"
 
         process.send_signal(signal.SIGINT)
