@@ -23,7 +23,7 @@ from ingest.sequencer import (
     SessionStarted,
     Unrecoverable,
 )
-from normalize.normalizer import Normalizer, batch_records
+from normalize.normalizer import Normalizer
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class FeedPipeline:
 
     def take_records(self, *, publish_ts_ns: int) -> list[Record]:
         """The normalized events produced so far, batched per (topic, symbol)."""
-        return batch_records(self.normalizer.take_events(publish_ts_ns=publish_ts_ns))
+        return self.normalizer.take_records(publish_ts_ns=publish_ts_ns)
 
     def _apply(self, actions: list, receive_ts_ns: int) -> list[Request]:
         requests: list[Request] = []

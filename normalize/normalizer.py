@@ -364,6 +364,10 @@ class Normalizer:
             append(NormalizedEvent(topic, symbol, message.SerializeToString()))
         return events
 
+    def take_records(self, *, publish_ts_ns: int) -> list[tuple[str, bytes, bytes]]:
+        """The queued events as bus records: ``batch_records(take_events(...))``."""
+        return batch_records(self.take_events(publish_ts_ns=publish_ts_ns))
+
     @property
     def pending_events(self) -> int:
         """How many events ``take_events`` would return now."""

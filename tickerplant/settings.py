@@ -75,12 +75,36 @@ class ExchangeSimSettings(BaseModel):
 
 
 class ConflateSettings(BaseModel):
+    """Subscriber tiers: the default tier is named after its interval (``200ms``)."""
+
     interval_ms: int = Field(200, ge=1, description="default subscriber conflation interval")
+    tiers: dict[str, int] = Field(
+        default_factory=lambda: {"realtime": 0, "1s": 1000},
+        description="further tiers: name -> interval in ms (0 = unconflated)",
+    )
 
 
 class FanoutSettings(BaseModel):
+    """The WebSocket stream (``ws://host:port/v1/stream``) and its limits."""
+
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
+    path: str = Field("/v1/stream", description="the WebSocket endpoint's path")
+    auth_timeout_s: float = Field(10.0, gt=0, description="close unauthenticated sockets after")
+    auth_cache_s: float = Field(30.0, ge=0, description="keep a token's positive lookup this long")
+    max_symbols: int = Field(1000, ge=1, description="(channel, symbol) pairs per connection")
+    max_connections: int = Field(20_000, ge=1, description="open connections per process")
+    max_frame_bytes: int = Field(64 * 1024, ge=256, description="largest client frame accepted")
+    rate_per_s: float = Field(20.0, gt=0, description="client messages per second, sustained")
+    rate_burst: int = Field(40, ge=1, description="client messages allowed in a burst")
+    queue_soft: int = Field(500, ge=1, description="per-client queue length that conflates")
+    queue_hard: int = Field(5000, ge=1, description="per-client queue length that disconnects")
+    slow_client_s: float = Field(30.0, gt=0, description="disconnect a client behind this long")
+    batch_max: int = Field(500, ge=1, description="data messages per frame at most")
+    ping_interval_s: float = Field(20.0, gt=0, description="keep-alive ping period")
+    ping_timeout_s: float = Field(20.0, gt=0, description="close when a pong is this late")
+    tls_cert: Path | None = Field(None, description="PEM certificate chain; set: serve wss://")
+    tls_key: Path | None = Field(None, description="PEM private key (default: in tls_cert)")
 
 
 class Settings(BaseSettings):
@@ -95,6 +119,9 @@ class Settings(BaseSettings):
     )
     kafka_bootstrap: str | None = Field(
         None, description="Kafka bootstrap servers; unset means the in-memory bus"
+    )
+    memory_bus_retention: int = Field(
+        1_000_000, ge=1, description="records the in-memory bus keeps per partition"
     )
     data_dir: Path = Field(Path("var"), description="embedded PostgreSQL, archives, state")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")

@@ -73,7 +73,7 @@ def make_bus(settings: Settings) -> Bus:
     """The bus the settings ask for, not yet started: Kafka when ``kafka_bootstrap`` is set."""
     k = settings.kafka
     if settings.kafka_bootstrap is None:
-        return MemoryBus(partitions=k.partitions)
+        return MemoryBus(partitions=k.partitions, retention=settings.memory_bus_retention)
     from tickerplant.bus.kafka import KafkaBus
 
     return KafkaBus(
