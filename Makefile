@@ -1,10 +1,11 @@
 # The two commands of the README: `make demo` and `make test`. Everything else is a helper.
-.PHONY: demo test lint format proto install clean
+.PHONY: demo test lint format proto install fuzz bench clean
 
 VENV := .venv
 INSTALLED := $(VENV)/.installed
 
-$(INSTALLED): pyproject.toml scripts/bootstrap.sh
+# The compiled normalizer core is built by pip (setup.py): rebuild when its sources change.
+$(INSTALLED): pyproject.toml setup.py scripts/bootstrap.sh $(wildcard normalize/_fastcore/*)
 	scripts/bootstrap.sh
 
 install: $(INSTALLED)
@@ -29,5 +30,15 @@ format: $(INSTALLED)
 proto: $(INSTALLED)
 	$(VENV)/bin/python -m normalize.proto.generate
 
+## make fuzz: differential fuzzing of the decoder and both normalizers (60 s)
+fuzz: $(INSTALLED)
+	$(VENV)/bin/python benchmarks/fuzz_normalizer.py
+
+## make bench: the ticker plant benchmarks (decode, normalize, feed latency)
+bench: $(INSTALLED)
+	$(VENV)/bin/python benchmarks/decode.py
+	$(VENV)/bin/python benchmarks/normalize.py
+	$(VENV)/bin/python benchmarks/feed_latency.py
+
 clean:
-	rm -rf $(VENV) deploy/kafka/libs var .pytest_cache .ruff_cache
+	rm -rf $(VENV) deploy/kafka/libs var .pytest_cache .ruff_cache build normalize/*.so

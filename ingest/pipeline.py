@@ -23,6 +23,7 @@ from ingest.sequencer import (
     SessionStarted,
     Unrecoverable,
 )
+from normalize.fast import FastNormalizer
 from normalize.normalizer import Normalizer
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class FeedPipeline:
     monotonic clock the recoverer's timeouts run on. Both are arguments, never read here.
     """
 
-    def __init__(self, normalizer: Normalizer, recoverer: GapRecoverer) -> None:
+    def __init__(self, normalizer: Normalizer | FastNormalizer, recoverer: GapRecoverer) -> None:
         self.normalizer = normalizer
         self.recoverer = recoverer
         self.stats = PipelineStats()
@@ -84,12 +85,12 @@ class FeedPipeline:
 
     def _apply(self, actions: list, receive_ts_ns: int) -> list[Request]:
         requests: list[Request] = []
-        process = self.normalizer.process
+        process_messages = self.normalizer.process_messages
         for action in actions:
             if isinstance(action, Deliver):
-                sequence = action.sequence
-                for offset, message in enumerate(action.messages):
-                    process(message, seq=sequence + offset, receive_ts_ns=receive_ts_ns)
+                process_messages(
+                    action.messages, first_seq=action.sequence, receive_ts_ns=receive_ts_ns
+                )
             elif isinstance(action, Request):
                 requests.append(action)
             elif isinstance(action, Unrecoverable):

@@ -28,6 +28,7 @@ from ingest.moldudp64 import Request, encode_request
 from ingest.multicast import open_receiver
 from ingest.pipeline import FeedPipeline, Record
 from ingest.sequencer import GapRecoverer
+from normalize.fast import FastNormalizer, make_normalizer
 from normalize.normalizer import LocateShard, Normalizer
 from normalize.session import midnight_ns
 from tickerplant.bus import Bus, make_bus
@@ -116,7 +117,7 @@ class FeedIngest:
         self,
         feed: FeedSettings,
         bus: Bus,
-        normalizer: Normalizer,
+        normalizer: Normalizer | FastNormalizer,
         *,
         shard: LocateShard = LocateShard(0, 1),
         registry: CollectorRegistry | None = None,
@@ -258,9 +259,8 @@ async def run_ingest(
         stack.push_async_callback(bus.close)
         for topic in (MD_TRADES, MD_QUOTES, MD_STATUS):
             await bus.create_topic(topic)
-        normalizer = Normalizer(
-            midnight_ns=midnight_ns(session_date),
-            shard=shard,
+        normalizer = make_normalizer(
+            midnight_ns=midnight_ns(session_date), shard_index=shard.index, shard_count=shard.count
         )
         ingest = FeedIngest(settings.feed, bus, normalizer, shard=shard, registry=registry)
         await ingest.start()

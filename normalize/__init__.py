@@ -4,7 +4,10 @@ So far: the Protobuf schema of the normalized events (``normalize.proto``); the 
 message codec (``normalize.itch``: ``decode``, ``encode``, one dataclass per message type);
 the length-prefixed framing of NASDAQ's daily ITCH files (``normalize.itchfile``); the
 package's errors (``normalize.errors``); the per-symbol order book (``normalize.book``); and
-the normalizer from ITCH messages to Trade / Quote / Status events (``normalize.normalizer``).
+the normalizer from ITCH messages to Trade / Quote / Status events (``normalize.normalizer``,
+the readable reference) and its compiled twin with byte-identical output (``normalize.fast``:
+``FastNormalizer``, the C extension ``normalize._fastcore``); the session day
+(``normalize.session``) and whole-file conversion to Parquet (``normalize.convert``).
 """
 
 from normalize.book import OrderBook
@@ -21,6 +24,7 @@ from normalize.errors import (
     UnknownMessageType,
     UnknownOrder,
 )
+from normalize.fast import FastNormalizer, decode_framed, make_normalizer
 from normalize.itch import (
     MESSAGE_LAYOUTS,
     MESSAGE_LENGTHS,
@@ -68,6 +72,7 @@ __all__ = [
     "DirectListingCapitalRaisePriceDiscovery",
     "DuplicateOrder",
     "EncodeError",
+    "FastNormalizer",
     "FieldLayout",
     "InvalidAlphaField",
     "InvalidOrder",
@@ -103,9 +108,11 @@ __all__ = [
     "UnknownOrder",
     "batch_records",
     "decode",
+    "decode_framed",
     "encode",
     "iter_messages",
     "locate_shard",
+    "make_normalizer",
     "open_itch_file",
     "write_messages",
 ]

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from normalize.fast import FastNormalizer, make_normalizer
 from normalize.itchfile import iter_messages
 from normalize.normalizer import NormalizedEvent, Normalizer
 from normalize.proto import marketdata_pb2 as pb
@@ -102,12 +103,12 @@ def normalize_file(
     out_dir: Path,
     *,
     session_date: date,
-    normalizer: Normalizer | None = None,
+    normalizer: Normalizer | FastNormalizer | None = None,
     row_group_size: int = 1_000_000,
 ) -> ConversionStats:
     """Normalize every message of ``path`` into ``out_dir``: trades.parquet, quotes.parquet."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    normalizer = normalizer or Normalizer(midnight_ns=midnight_ns(session_date))
+    normalizer = normalizer or make_normalizer(midnight_ns=midnight_ns(session_date))
     trades = _Columns(TRADES_SCHEMA)
     quotes = _Columns(QUOTES_SCHEMA)
     counts = {"messages": 0, "trades": 0, "quotes": 0}

@@ -287,6 +287,15 @@ class Normalizer:
 
     # ------------------------------------------------------------------------------- input
 
+    def process_messages(
+        self, payloads: Iterable[bytes | memoryview], *, first_seq: int, receive_ts_ns: int
+    ) -> int:
+        """Apply consecutive messages (one MoldUDP64 packet's); message i has first_seq + i."""
+        count = 0
+        for count, payload in enumerate(payloads, start=1):
+            self.process(payload, seq=first_seq + count - 1, receive_ts_ns=receive_ts_ns)
+        return count
+
     def process(self, payload: bytes | memoryview, *, seq: int, receive_ts_ns: int) -> None:
         """Apply one ITCH message given as its exact bytes (a MoldUDP64 message block)."""
         stats = self.stats

@@ -23,6 +23,17 @@ if [ -z "$PYTHON" ]; then
   fi
 fi
 
+# The compiled normalizer core needs a C compiler and Python's headers.
+if ! command -v cc >/dev/null 2>&1 ||
+   ! "$PYTHON" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq gcc python3.11-dev >/dev/null
+  else
+    echo "bootstrap: a C compiler and Python 3.11 headers are required (apt-get install gcc python3.11-dev)" >&2
+    exit 1
+  fi
+fi
+
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv || {
     echo "bootstrap: '$PYTHON -m venv' failed; install the venv module (apt-get install python3.11-venv)" >&2

@@ -21,7 +21,7 @@ import uvicorn
 
 from exchange_sim import run_exchange_sim
 from ingest.service import FeedIngest
-from normalize.normalizer import Normalizer
+from normalize.fast import make_normalizer
 from normalize.session import exchange_today, midnight_ns
 from tickerplant.api import create_app
 from tickerplant.bus import make_bus
@@ -145,7 +145,7 @@ async def run_demo(
 
         # The ticker plant: the exchange simulator multicasts on loopback (TTL 0), ingest
         # recovers and normalizes the feed onto the bus.
-        normalizer = Normalizer(midnight_ns=midnight_ns(exchange_today(time.time())))
+        normalizer = make_normalizer(midnight_ns=midnight_ns(exchange_today(time.time())))
         ingest = FeedIngest(settings.feed, bus, normalizer, registry=registry)
         await ingest.start()
         stack.push_async_callback(ingest.stop)
