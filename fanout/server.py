@@ -1,0 +1,641 @@
+"""The WebSocket stream server: bus in, conflated JSON frames out, never waiting on a client.
+
+Tasks (all on one event loop, so the synchronous sections below are atomic):
+
+- one **bus reader** decodes ``EventBatch`` records and feeds every tier's ``Conflator``;
+  the realtime tier's updates are distributed at once, per bus batch;
+- one **ticker** ticks the interval tiers (``200ms``, ``1s``) and distributes their changes;
+- per client, a **handler** reads client messages (auth, subscribe, unsubscribe) and a
+  **relay** drains the client's ``ConflatingOutbox`` into frames.
+
+Distribution only *pushes* into outboxes and wakes relays; it never awaits a socket
+(websockets' broadcast guidance), so a stalled client costs one bounded queue and delays
+no one. A client whose queue overflows, or that stays behind for ``slow_client_s``, is
+evicted: error 407 and close code 4407.
+
+Snapshot atomicity: a subscribe records the routes, queues the acknowledgement and the
+snapshot (from the tier's cache = what the tier last emitted) in one synchronous step;
+distribution is synchronous too, so every later update of those symbols is queued after
+the snapshot, and every earlier one is already in it. No gap, no duplicate.
+
+Close codes: ``4000 + error code`` (4402 auth failed, 4404 auth timeout, 4406 connection
+limit, 4407 slow client); 1009 for a frame over ``max_frame_bytes`` (the library's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import socket
+import ssl
+import time
+from urllib.parse import parse_qs, urlsplit
+
+from google.protobuf.message import DecodeError
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from conflate import Channel, Conflator, TierTable, UnknownTierError, Update
+from fanout.auth import Authenticator
+from fanout.errors import (
+    AuthFailedError,
+    AuthTimeoutError,
+    ConnectionLimitExceededError,
+    InternalStreamError,
+    InvalidSyntaxError,
+    RateLimitedError,
+    SlowClientError,
+    StreamError,
+)
+from fanout.metrics import FanoutGauges, FanoutMetrics
+from fanout.outbox import ConflatingOutbox
+from fanout.protocol import (
+    Auth,
+    Command,
+    Subscribe,
+    encode_update,
+    error,
+    frame,
+    parse_client_message,
+    subscription,
+    success,
+)
+from fanout.session import StreamSession, SubscriptionChange, TokenBucket
+from normalize.proto import marketdata_pb2 as pb
+from tickerplant.bus import Bus, Subscription
+from tickerplant.observability import Health, health_response
+from tickerplant.settings import ConflateSettings, FanoutSettings
+from tickerplant.topics import MD_BARS, MD_QUOTES, MD_STATUS, MD_TRADES
+
+logger = logging.getLogger(__name__)
+
+MD_TOPICS = (MD_TRADES, MD_QUOTES, MD_STATUS, MD_BARS)
+_BUS_BATCH = 5000
+_RATE_ERROR_EVERY_S = 1.0
+_TEXT_PLAIN = "text/plain; charset=utf-8"
+
+
+class _Client:
+    __slots__ = (
+        "bucket",
+        "closing",
+        "evicted",
+        "id",
+        "outbox",
+        "rate_error_s",
+        "relay",
+        "reported_conflated",
+        "session",
+        "tier",
+        "wake",
+        "ws",
+    )
+
+    def __init__(
+        self,
+        client_id: int,
+        ws: ServerConnection,
+        tier: str,
+        session: StreamSession,
+        outbox: ConflatingOutbox,
+        bucket: TokenBucket,
+    ) -> None:
+        self.id = client_id
+        self.ws = ws
+        self.tier = tier
+        self.session = session
+        self.outbox = outbox
+        self.bucket = bucket
+        self.wake = asyncio.Event()
+        self.relay: asyncio.Task | None = None
+        self.closing: tuple[int, str] | None = None
+        self.evicted = False
+        self.rate_error_s = float("-inf")
+        self.reported_conflated = 0
+
+    def send_control(self, fragment: str) -> bool:
+        ok = self.outbox.push_control(fragment)
+        self.wake.set()
+        return ok
+
+    def close_after(self, exc: StreamError) -> None:
+        """Send ``exc`` as an error message, then close with code ``4000 + exc.code``."""
+        if self.closing is None:
+            self.closing = (4000 + exc.code, exc.msg[:120])
+            self.send_control(error(exc))
+
+    def __repr__(self) -> str:
+        remote = self.ws.remote_address
+        return f"client {self.id} ({remote[0]}:{remote[1]})" if remote else f"client {self.id}"
+
+
+class _Routes:
+    """Which clients of one tier receive which (channel, symbol).
+
+    Invariant: a client is in ``explicit[(ch, s)]`` iff it subscribed ``s`` on ``ch`` and not
+    ``"*"`` on ``ch``; it is in ``wild[ch]`` iff it subscribed ``"*"`` on ``ch``. The two are
+    disjoint per channel, so no client gets an update twice.
+    """
+
+    def __init__(self) -> None:
+        self.explicit: dict[tuple[Channel, str], set[_Client]] = {}
+        self.wild: dict[Channel, set[_Client]] = {channel: set() for channel in Channel}
+
+    def _add(self, channel: Channel, symbol: str, client: _Client) -> None:
+        self.explicit.setdefault((channel, symbol), set()).add(client)
+
+    def _remove(self, channel: Channel, symbol: str, client: _Client) -> None:
+        clients = self.explicit.get((channel, symbol))
+        if clients is not None:
+            clients.discard(client)
+            if not clients:
+                del self.explicit[(channel, symbol)]
+
+    def subscribed(self, client: _Client, change: SubscriptionChange) -> None:
+        session = client.session
+        for channel in change.wildcard:
+            for symbol in session.symbols[channel]:
+                self._remove(channel, symbol, client)
+            self.wild[channel].add(client)
+        for channel, symbols in change.symbols.items():
+            if channel not in session.wildcard:
+                for symbol in symbols:
+                    self._add(channel, symbol, client)
+
+    def unsubscribed(self, client: _Client, change: SubscriptionChange) -> None:
+        session = client.session
+        for channel in change.wildcard:
+            self.wild[channel].discard(client)
+            for symbol in session.symbols[channel]:
+                self._add(channel, symbol, client)
+        for channel, symbols in change.symbols.items():
+            if channel not in session.wildcard:
+                for symbol in symbols:
+                    self._remove(channel, symbol, client)
+
+    def forget(self, client: _Client) -> None:
+        session = client.session
+        for channel in Channel:
+            self.wild[channel].discard(client)
+            for symbol in session.symbols[channel]:
+                self._remove(channel, symbol, client)
+
+
+class FanoutServer:
+    """The stream server on ``settings.host:settings.port`` at ``settings.path``.
+
+    Use as an async context manager, or ``start()`` / ``stop()``. ``port=0`` picks a free
+    port; read ``.port`` / ``.url`` after start. ``/metrics`` and ``/healthz`` answer plain
+    HTTP GETs on the same port.
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        authenticator: Authenticator,
+        *,
+        settings: FanoutSettings | None = None,
+        conflate: ConflateSettings | None = None,
+        registry: CollectorRegistry | None = None,
+        health: Health | None = None,
+    ) -> None:
+        self.settings = settings or FanoutSettings()
+        conflate = conflate or ConflateSettings()
+        self.tiers = TierTable.from_settings(conflate.interval_ms, conflate.tiers)
+        self._bus = bus
+        self._auth = authenticator
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.health = health if health is not None else Health()
+        self.conflators = {name: Conflator(tier) for name, tier in self.tiers.tiers.items()}
+        self._routes = {name: _Routes() for name in self.tiers.tiers}
+        self._clients: set[_Client] = set()
+        self._ids = itertools.count(1)
+        self.metrics = FanoutMetrics(self.registry)
+        self.registry.register(
+            FanoutGauges(
+                self.conflators,
+                lambda: [(c.tier, c.session.pair_count) for c in list(self._clients)],
+            )
+        )
+        self._server: Server | None = None
+        self._subscription: Subscription | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._closers: set[asyncio.Task] = set()
+        self.evictions = 0
+        self.bus_errors = 0
+        self.health.add("bus reader", self._reader_problem)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> FanoutServer:
+        for topic in MD_TOPICS:
+            await self._bus.create_topic(topic)
+        self._subscription = await self._bus.subscribe(MD_TOPICS, start="latest")
+        s = self.settings
+        self._server = await serve(
+            self._handle,
+            s.host,
+            s.port,
+            process_request=self._process_request,
+            compression=None,  # per-message deflate costs ~100 KB and CPU per connection
+            max_size=s.max_frame_bytes,
+            max_queue=16,
+            ping_interval=s.ping_interval_s,
+            ping_timeout=s.ping_timeout_s,
+            close_timeout=s.close_timeout_s,
+            ssl=self._ssl_context(),
+        )
+        self._tasks = [
+            asyncio.create_task(self._read_bus(), name="fanout-bus-reader"),
+            asyncio.create_task(self._tick_loop(), name="fanout-ticker"),
+        ]
+        logger.info("stream on %s (tiers %s)", self.url, ", ".join(self.tiers.tiers))
+        return self
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if self.settings.tls_cert is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.settings.tls_cert, self.settings.tls_key)
+        return context
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._server is not None:
+            self._server.close()  # closes every connection with 1001 going away
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.close_timeout_s + 1):
+                    await self._server.wait_closed()
+        if self._subscription is not None:
+            await self._subscription.close()
+
+    async def __aenter__(self) -> FanoutServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "not started"
+        return self._server.sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        scheme = "wss" if self.settings.tls_cert is not None else "ws"
+        return f"{scheme}://{self.settings.host}:{self.port}{self.settings.path}"
+
+    @property
+    def connections(self) -> int:
+        return len(self._clients)
+
+    def queue_lengths(self) -> list[int]:
+        """Each connected client's outbox length (for tests and diagnostics)."""
+        return [len(client.outbox) for client in self._clients]
+
+    def _reader_problem(self) -> str | None:
+        for task in self._tasks[:1]:
+            if task.done():
+                return "bus reader stopped"
+        return None
+
+    # -- HTTP on the same port --------------------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        if path == self.settings.path:
+            return None
+        if path == "/metrics":
+            return _response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
+        if path == "/healthz":
+            status, body = health_response(self.health)
+            return _response(status, body, "application/json")
+        return _response(404, b"not found; the stream is at " + self.settings.path.encode())
+
+    # -- connections ------------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        s = self.settings
+        if len(self._clients) >= s.max_connections:
+            self.metrics.disconnects.labels("connection_limit").inc()
+            exc = ConnectionLimitExceededError(f"at most {s.max_connections} connections")
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(frame([error(exc)]))
+                await ws.close(4000 + exc.code, exc.msg)
+            return
+        query = parse_qs(urlsplit(ws.request.path).query) if ws.request else {}
+        try:
+            tier = self.tiers.get(query["tier"][-1] if "tier" in query else None).name
+        except UnknownTierError as exc:
+            bad = InvalidSyntaxError(str(exc))
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(frame([error(bad)]))
+                await ws.close(4000 + bad.code, bad.msg[:120])
+            return
+        if s.send_buffer_bytes:
+            # A small kernel buffer bounds memory per client and shows a stall sooner.
+            sock = ws.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, s.send_buffer_bytes)
+        loop = asyncio.get_running_loop()
+        client = _Client(
+            next(self._ids),
+            ws,
+            tier,
+            StreamSession(max_symbols=s.max_symbols),
+            ConflatingOutbox(
+                soft_limit=s.queue_soft, hard_limit=s.queue_hard, encode=encode_update
+            ),
+            TokenBucket(rate=s.rate_per_s, burst=s.rate_burst, now_s=loop.time()),
+        )
+        self._clients.add(client)
+        client.relay = asyncio.create_task(self._relay(client), name=f"fanout-relay-{client.id}")
+        client.send_control(success("connected"))
+        deadline = loop.call_later(s.auth_timeout_s, self._auth_timeout, client)
+        try:
+            async for message in ws:
+                if client.closing is not None or client.evicted:
+                    continue
+                await self._on_message(client, message, loop.time())
+        except ConnectionClosed:
+            pass
+        finally:
+            deadline.cancel()
+            self._forget(client)
+            relay = client.relay
+            if relay is not None and not relay.done():
+                # Let the relay flush a pending error and close, bounded by close_timeout.
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError, ConnectionClosed):
+                    async with asyncio.timeout(s.close_timeout_s if client.closing else 0):
+                        await asyncio.shield(relay)
+                relay.cancel()
+
+    def _forget(self, client: _Client) -> None:
+        if client in self._clients:
+            self._clients.discard(client)
+            self._routes[client.tier].forget(client)
+
+    def _auth_timeout(self, client: _Client) -> None:
+        if not client.session.is_authenticated and client.closing is None and not client.evicted:
+            self.metrics.disconnects.labels("auth_timeout").inc()
+            self.metrics.client_errors.labels("404").inc()
+            client.close_after(AuthTimeoutError(f"no auth within {self.settings.auth_timeout_s}s"))
+
+    async def _on_message(self, client: _Client, message: str | bytes, now_s: float) -> None:
+        if not client.bucket.take(now_s):
+            self.metrics.dropped.labels("rate_limited").inc()
+            if now_s - client.rate_error_s >= _RATE_ERROR_EVERY_S:
+                client.rate_error_s = now_s
+                self._reply_error(
+                    client, RateLimitedError(f"at most {self.settings.rate_per_s:g} messages/s")
+                )
+            return
+        try:
+            command = parse_client_message(message)
+            await self._execute(client, command)
+        except StreamError as exc:
+            self._reply_error(client, exc)
+        except Exception:
+            logger.exception("%r: internal error handling a message", client)
+            self._reply_error(client, InternalStreamError())
+
+    def _reply_error(self, client: _Client, exc: StreamError) -> None:
+        self.metrics.client_errors.labels(str(exc.code)).inc()
+        if not client.send_control(error(exc)):
+            self._evict(client, SlowClientError("queue overflow"), "queue_overflow")
+
+    async def _execute(self, client: _Client, command: Command) -> None:
+        session = client.session
+        if isinstance(command, Auth):
+            session.check_can_authenticate()
+            try:
+                user = await self._auth.authenticate(command.token)
+            except Exception as exc:
+                logger.warning("%r: token lookup failed: %s", client, exc)
+                raise InternalStreamError("authentication is unavailable, retry later") from exc
+            if client.closing is not None or client.evicted:
+                return  # timed out while the lookup ran
+            if user is None:
+                self.metrics.disconnects.labels("auth_failed").inc()
+                self.metrics.client_errors.labels("402").inc()
+                client.close_after(AuthFailedError())
+                return
+            session.authenticated(user)
+            client.send_control(success("authenticated"))
+            return
+        # Subscribe / unsubscribe: from here to the end, no await (atomic with distribution).
+        routes = self._routes[client.tier]
+        if isinstance(command, Subscribe):
+            before = {
+                channel: (channel in session.wildcard, set(session.symbols[channel]))
+                for channel in Channel
+            }
+            change = session.subscribe(command.symbols)
+            routes.subscribed(client, change)
+            ok = client.send_control(subscription(session.current()))
+            ok = self._push_snapshot(client, change, before) and ok
+        else:
+            change = session.unsubscribe(command.symbols)
+            routes.unsubscribed(client, change)
+            removed = client.outbox.discard(lambda u: session.receives(u.channel, u.symbol))
+            if removed:
+                self.metrics.dropped.labels("unsubscribed").inc(removed)
+            ok = client.send_control(subscription(session.current()))
+        if not ok:
+            self._evict(client, SlowClientError("queue overflow"), "queue_overflow")
+
+    def _push_snapshot(
+        self,
+        client: _Client,
+        change: SubscriptionChange,
+        before: dict[Channel, tuple[bool, set[str]]],
+    ) -> bool:
+        cache = self.conflators[client.tier].cache
+        now_ns = time.time_ns()
+        ok = True
+        for channel in Channel:
+            was_wild, was_named = before[channel]
+            if was_wild:
+                continue
+            if channel in change.wildcard:
+                updates = [u for u in cache.snapshot(channel) if u.symbol not in was_named]
+            elif channel in change.symbols:
+                updates = cache.snapshot(channel, change.symbols[channel])
+            else:
+                continue
+            for update in updates:
+                ok = client.outbox.push(update, encode_update(update), now_ns) and ok
+        client.wake.set()
+        return ok
+
+    async def _relay(self, client: _Client) -> None:
+        ws = client.ws
+        outbox = client.outbox
+        metrics = self.metrics
+        batch_max = self.settings.batch_max
+        try:
+            while True:
+                await client.wake.wait()
+                client.wake.clear()
+                while len(outbox):
+                    metrics.queue_depth.observe(len(outbox))
+                    batch = outbox.take(batch_max)
+                    text = frame(batch.fragments)
+                    await ws.send(text)
+                    outbox.mark_sent()
+                    conflated = outbox.stats.conflated - client.reported_conflated
+                    if conflated:
+                        client.reported_conflated += conflated
+                        metrics.dropped.labels("conflated").inc(conflated)
+                    metrics.frames_out.inc()
+                    metrics.bytes_out.inc(len(text))
+                    if batch.data_count:
+                        metrics.messages_out.inc(batch.data_count)
+                    if batch.oldest_publish_ts_ns:
+                        metrics.latency.observe((time.time_ns() - batch.oldest_publish_ts_ns) / 1e9)
+                if client.closing is not None:
+                    await ws.close(*client.closing)
+                    return
+        except ConnectionClosed:
+            return
+
+    # -- slow consumers ---------------------------------------------------------------------
+
+    def _evict(self, client: _Client, exc: StreamError, reason: str) -> None:
+        """Stop feeding ``client``, then tell it why and close (code ``4000 + exc.code``)."""
+        if client.evicted:
+            return
+        client.evicted = True
+        self.evictions += 1
+        self._forget(client)
+        stats = client.outbox.stats
+        logger.warning(
+            "%r evicted (%s): %s; %d queued, %d sent, %d conflated",
+            client,
+            reason,
+            exc.msg,
+            len(client.outbox),
+            stats.sent,
+            stats.conflated,
+        )
+        self.metrics.disconnects.labels(reason).inc()
+        self.metrics.client_errors.labels(str(exc.code)).inc()
+        if client.relay is not None:
+            client.relay.cancel()
+        closer = asyncio.create_task(self._close(client, exc), name=f"fanout-evict-{client.id}")
+        self._closers.add(closer)
+        closer.add_done_callback(self._closers.discard)
+
+    async def _close(self, client: _Client, exc: StreamError) -> None:
+        ws = client.ws
+        try:
+            # Queued frames are dropped; the error goes after what is already in flight.
+            async with asyncio.timeout(self.settings.close_timeout_s):
+                await ws.send(frame([error(exc)]))
+                await ws.close(4000 + exc.code, exc.msg[:120])
+        except (TimeoutError, ConnectionClosed):
+            pass
+        finally:
+            if ws.transport is not None and not ws.transport.is_closing():
+                ws.transport.abort()
+
+    # -- the bus side -----------------------------------------------------------------------
+
+    async def _read_bus(self) -> None:
+        assert self._subscription is not None
+        realtime = [name for name, c in self.conflators.items() if c.tier.realtime]
+        conflators = list(self.conflators.items())
+        while True:
+            try:
+                records = await self._subscription.next_batch(_BUS_BATCH, timeout=0.5)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.bus_errors += 1
+                logger.exception("reading the bus failed; retrying in 1s")
+                await asyncio.sleep(1.0)
+                continue
+            if not records:
+                continue
+            self.metrics.bus_records.inc(len(records))
+            out: dict[str, list[Update]] = {name: [] for name in realtime}
+            bad = 0
+            for record in records:
+                try:
+                    events = pb.EventBatch.FromString(record.value).events
+                except DecodeError:
+                    bad += 1
+                    continue
+                for name, conflator in conflators:
+                    updates = conflator.add_batch(events)
+                    if updates:
+                        out[name].extend(updates)
+            if bad:
+                self.metrics.bad_records.inc(bad)
+                logger.warning("skipped %d undecodable bus records of %d", bad, len(records))
+            now_ns = time.time_ns()
+            for name, updates in out.items():
+                self._distribute(name, updates, now_ns)
+
+    async def _tick_loop(self) -> None:
+        interval = [(name, c) for name, c in self.conflators.items() if not c.tier.realtime]
+        if not interval:
+            return
+        while True:
+            now = time.monotonic_ns()
+            for name, conflator in interval:
+                if conflator.due(now):
+                    self._distribute(name, conflator.tick(now), time.time_ns())
+            next_due = min(conflator.next_due_ns(now) for _, conflator in interval)
+            await asyncio.sleep(max(0.0, (next_due - time.monotonic_ns()) / 1e9))
+
+    def _distribute(self, tier: str, updates: list[Update], now_ns: int) -> None:
+        """Queue each update for every client of ``tier`` that receives it. Never awaits."""
+        if not updates:
+            return
+        routes = self._routes[tier]
+        explicit = routes.explicit
+        wild = routes.wild
+        touched: set[_Client] = set()
+        overflowed: list[_Client] = []
+        for update in updates:
+            named = explicit.get((update.channel, update.symbol))
+            everyone = wild[update.channel]
+            if not named and not everyone:
+                continue
+            fragment = encode_update(update)
+            for clients in (named, everyone):
+                if not clients:
+                    continue
+                for client in clients:
+                    if client.outbox.push(update, fragment, now_ns):
+                        touched.add(client)
+                    else:
+                        overflowed.append(client)
+        slow_ns = int(self.settings.slow_client_s * 1e9)
+        for client in touched:
+            client.wake.set()
+            if client.outbox.behind_ns(now_ns) >= slow_ns:
+                overflowed.append(client)
+        for client in overflowed:
+            if client.outbox.overflowed:
+                self._evict(client, SlowClientError("queue overflow"), "queue_overflow")
+            else:
+                seconds = self.settings.slow_client_s
+                self._evict(client, SlowClientError(f"behind for {seconds:g}s"), "slow_client")
+
+
+def _response(status: int, body: bytes, content_type: str = _TEXT_PLAIN) -> Response:
+    reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}.get(status, "")
+    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return Response(status, reason, headers, body)

@@ -1,0 +1,228 @@
+"""Per-tier conflation: at most one update per key per interval, volumes never lost."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conflate import (
+    BarUpdate,
+    Channel,
+    Conflator,
+    InvalidTierError,
+    LatestValueCache,
+    NotMergeableError,
+    QuoteUpdate,
+    StatusUpdate,
+    Tier,
+    TierTable,
+    TradeUpdate,
+    UnknownTierError,
+)
+from tests.unit.conflate.builders import bar, quote, status, trade
+
+TICK = Tier("200ms", 200)
+MS = 1_000_000
+
+
+def test_fifty_quote_changes_in_one_interval_become_exactly_one_quote_equal_to_the_last():
+    """50 BBO changes of AAPL within an interval: the tick emits one quote, the 50th."""
+    conflator = Conflator(TICK)
+    for seq in range(1, 51):
+        assert conflator.add(quote("AAPL", seq, bid=990_000 + seq)) == []
+    out = conflator.tick(200 * MS)
+    assert len(out) == 1
+    assert isinstance(out[0], QuoteUpdate)
+    assert (out[0].seq, out[0].quote.bid_price) == (50, 990_050)
+    assert conflator.stats.events_in[Channel.QUOTES] == 50
+    assert conflator.stats.updates_out[Channel.QUOTES] == 1
+    assert conflator.stats.ratio == 50.0
+
+
+def test_trades_conflate_to_the_last_trade_with_the_interval_volume_and_count():
+    """Three MSFT trades of 100, 200, 300 shares: one update, last price, volume 600, count 3."""
+    conflator = Conflator(TICK)
+    for seq, (price, size) in enumerate([(1_000_000, 100), (1_010_000, 200), (1_020_000, 300)], 1):
+        conflator.add(trade("MSFT", seq, price=price, size=size))
+    [update] = conflator.tick(0)
+    assert isinstance(update, TradeUpdate)
+    assert (update.trade.price, update.trade.size, update.seq) == (1_020_000, 300, 3)
+    assert (update.volume, update.count, update.total_volume, update.total_count) == (
+        600,
+        3,
+        600,
+        3,
+    )
+    conflator.add(trade("MSFT", 4, size=50))
+    [second] = conflator.tick(200 * MS)
+    assert (second.volume, second.count, second.total_volume, second.total_count) == (
+        50,
+        1,
+        650,
+        4,
+    )
+
+
+def test_a_tick_emits_only_what_changed_since_the_last_tick():
+    """AAPL changes in the first interval and MSFT in the second: each tick has only its own."""
+    conflator = Conflator(TICK)
+    conflator.add(quote("AAPL", 1))
+    assert [u.symbol for u in conflator.tick(0)] == ["AAPL"]
+    conflator.add(quote("MSFT", 2))
+    assert [u.symbol for u in conflator.tick(200 * MS)] == ["MSFT"]
+    assert conflator.tick(400 * MS) == []
+
+
+def test_statuses_are_never_conflated_and_keep_their_order():
+    """Halt, resume, halt of AAPL in one interval: all three come out, in order."""
+    conflator = Conflator(TICK)
+    conflator.add(status("AAPL", 1, code="H", halted=True))
+    conflator.add(status("AAPL", 2, code="T"))
+    conflator.add(status("AAPL", 3, code="H", halted=True))
+    out = conflator.tick(0)
+    assert [(type(u), u.seq, u.status.code) for u in out] == [
+        (StatusUpdate, 1, "H"),
+        (StatusUpdate, 2, "T"),
+        (StatusUpdate, 3, "H"),
+    ]
+    assert conflator.cache.get(Channel.STATUSES, "AAPL").seq == 3
+
+
+def test_a_bar_that_closes_in_the_interval_is_delivered_beside_the_next_one():
+    """Bars of 14:30 (revised twice) and 14:31 in one interval: two updates, the latest of each."""
+    conflator = Conflator(TICK)
+    conflator.add(bar("AAPL", 1, start_ns=0, close=1))
+    conflator.add(bar("AAPL", 2, start_ns=0, close=2))
+    conflator.add(bar("AAPL", 3, start_ns=60, close=3))
+    out = conflator.tick(0)
+    assert [(u.bar.start_ts_ns, u.bar.close) for u in out] == [(0, 2), (60, 3)]
+    conflator.add(bar("AAPL", 4, start_ns=0, close=4))  # late revision of the older bar
+    conflator.tick(200 * MS)
+    assert conflator.cache.get(Channel.BARS, "AAPL").bar.start_ts_ns == 60
+
+
+def test_the_realtime_tier_emits_every_event_at_once_and_caches_the_latest():
+    """Realtime: each add returns its update; nothing waits for a tick."""
+    conflator = Conflator(Tier("realtime", 0))
+    assert [u.seq for u in conflator.add(trade("A", 1, size=5))] == [1]
+    [update] = conflator.add(trade("A", 2, size=7))
+    assert (update.volume, update.count, update.total_volume, update.total_count) == (7, 1, 12, 2)
+    assert conflator.pending == 0
+    assert conflator.due(10**12) is False
+    assert conflator.cache.get(Channel.TRADES, "A").seq == 2
+
+
+def test_the_cache_holds_what_was_emitted_not_what_is_pending():
+    """A quote added after the last tick is not in the snapshot until the next tick."""
+    conflator = Conflator(TICK)
+    conflator.add(quote("AAPL", 1))
+    conflator.tick(0)
+    conflator.add(quote("AAPL", 2))
+    assert [u.seq for u in conflator.cache.snapshot(Channel.QUOTES)] == [1]
+    conflator.tick(200 * MS)
+    assert [u.seq for u in conflator.cache.snapshot(Channel.QUOTES)] == [2]
+
+
+def test_due_and_next_due_follow_the_interval():
+    """First tick is due at once; the next one interval after it."""
+    conflator = Conflator(TICK)
+    assert conflator.due(5) and conflator.next_due_ns(5) == 5
+    conflator.tick(1_000 * MS)
+    assert not conflator.due(1_199 * MS)
+    assert conflator.due(1_200 * MS)
+    assert conflator.next_due_ns(1_050 * MS) == 1_200 * MS
+
+
+def test_cache_snapshot_is_sorted_and_skips_symbols_without_a_value():
+    """Snapshot of [MSFT, AAPL, ZZZZ] returns AAPL then MSFT."""
+    cache = LatestValueCache()
+    cache.put(QuoteUpdate(quote("MSFT", 1).quote))
+    cache.put(QuoteUpdate(quote("AAPL", 2).quote))
+    assert [u.symbol for u in cache.snapshot(Channel.QUOTES, ["MSFT", "AAPL", "ZZZZ"])] == [
+        "AAPL",
+        "MSFT",
+    ]
+    assert cache.symbols(Channel.QUOTES) == ["AAPL", "MSFT"]
+    assert len(cache) == 2
+
+
+def test_merging_different_kinds_or_keys_or_statuses_is_refused():
+    """A quote does not merge into a trade, AAPL not into MSFT, a status into nothing."""
+    aapl = TradeUpdate(trade("AAPL", 1).trade, 1, 1, 1, 1)
+    msft = TradeUpdate(trade("MSFT", 1).trade, 1, 1, 1, 1)
+    with pytest.raises(NotMergeableError, match="cannot conflate TradeUpdate with QuoteUpdate"):
+        aapl.merge(QuoteUpdate(quote("AAPL", 2).quote))
+    with pytest.raises(NotMergeableError):
+        aapl.merge(msft)
+    with pytest.raises(NotMergeableError):
+        StatusUpdate(status("AAPL", 1).status).merge(StatusUpdate(status("AAPL", 2).status))
+    assert BarUpdate(bar("A", 1, start_ns=0).bar).key == (Channel.BARS, "A", 0)
+
+
+def test_the_tier_table_names_the_default_after_its_interval():
+    """interval 200 with realtime and 1s: tiers 200ms, realtime, 1s; default 200ms."""
+    table = TierTable.from_settings(200, {"realtime": 0, "1s": 1000})
+    assert list(table.tiers) == ["200ms", "realtime", "1s"]
+    assert table.get(None) == Tier("200ms", 200)
+    assert table.get("1s").interval_ns == 1_000_000_000
+    assert table.get("realtime").realtime
+    assert TierTable.from_settings(1000, {}).default == "1s"
+    with pytest.raises(UnknownTierError, match="unknown tier '5s': expected one of 200ms, rt"):
+        TierTable.from_settings(200, {"rt": 0}).get("5s")
+    with pytest.raises(InvalidTierError, match="the interval must be >= 0"):
+        TierTable.from_settings(200, {"bad": -1})
+
+
+events = st.lists(
+    st.tuples(
+        st.sampled_from(["trade", "quote", "status"]),
+        st.sampled_from(["AAPL", "MSFT", "GOOG"]),
+        st.integers(1, 10_000),  # size
+        st.booleans(),  # tick after this event
+    ),
+    max_size=200,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(events)
+def test_conflation_never_loses_volume_count_or_status_and_ends_on_the_latest_values(run):
+    """Any event sequence with ticks anywhere: per symbol, emitted interval volumes and counts
+    sum to the totals of all trades; every status comes out once, in order; the final cached
+    quote and trade are the last ones added; and the running totals are consistent."""
+    conflator = Conflator(TICK)
+    volume: dict[str, int] = {}
+    count: dict[str, int] = {}
+    last: dict[tuple[str, str], int] = {}
+    statuses_in: list[int] = []
+    out = []
+    now = 0
+    for seq, (kind, symbol, size, tick) in enumerate(run, 1):
+        if kind == "trade":
+            conflator.add(trade(symbol, seq, size=size))
+            volume[symbol] = volume.get(symbol, 0) + size
+            count[symbol] = count.get(symbol, 0) + 1
+        elif kind == "quote":
+            conflator.add(quote(symbol, seq))
+        else:
+            conflator.add(status(symbol, seq))
+            statuses_in.append(seq)
+        last[(kind, symbol)] = seq
+        if tick:
+            now += 200 * MS
+            out.extend(conflator.tick(now))
+    out.extend(conflator.tick(now + 200 * MS))
+    trades = [u for u in out if isinstance(u, TradeUpdate)]
+    for symbol in volume:
+        mine = [u for u in trades if u.symbol == symbol]
+        assert sum(u.volume for u in mine) == volume[symbol]
+        assert sum(u.count for u in mine) == count[symbol]
+        running = 0
+        for u in mine:  # no gap, no duplicate: each total follows the previous one exactly
+            running += u.count
+            assert u.total_count == running
+    assert [u.seq for u in out if isinstance(u, StatusUpdate)] == statuses_in
+    for (kind, symbol), seq in last.items():
+        channel = {"trade": Channel.TRADES, "quote": Channel.QUOTES, "status": Channel.STATUSES}
+        assert conflator.cache.get(channel[kind], symbol).seq == seq
