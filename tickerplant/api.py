@@ -74,6 +74,9 @@ def create_app(
         "issued by `tickerplant users add`.",
     )
     app.state.pool = pool
+    from ledger.http import router as ledger_router  # local: ledger.http imports this module
+
+    app.include_router(ledger_router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> Response:

@@ -352,5 +352,98 @@ def normalize_file(
     )
 
 
+ledger_app = typer.Typer(help="Ledger: reconcile balances, verify the audit chain, settle.")
+app.add_typer(ledger_app, name="ledger")
+
+
+@ledger_app.command("reconcile")
+def ledger_reconcile() -> None:
+    """Recompute every balance from the journal entries; exit 1 on any difference."""
+    from ledger import reconcile
+    from tickerplant.db import connect
+
+    try:
+        with _database() as dsn, connect(dsn) as conn:
+            report = reconcile(conn)
+    except TickerplantError as exc:
+        raise _fail(exc) from exc
+    for d in report.differences:
+        typer.echo(
+            f"account {d.account_id} (user {d.user_id} {d.asset} {d.kind}): "
+            f"cached {d.cached}, entries sum to {d.recomputed}"
+        )
+    for asset, total in report.unbalanced_assets.items():
+        typer.echo(f"asset {asset}: entries sum to {total}, not 0")
+    for user_id, asset, held, open_holds in report.hold_mismatches:
+        typer.echo(f"user {user_id} {asset}: held balance {held}, open holds {open_holds}")
+    if not report.ok:
+        raise typer.Exit(1)
+    typer.echo(f"{report.accounts} account(s) reconciled: every balance matches its entries")
+
+
+@ledger_app.command("verify")
+def ledger_verify() -> None:
+    """Walk the audit hash chains; name the first altered, removed or inserted transaction."""
+    from ledger import verify
+    from tickerplant.db import connect
+
+    try:
+        with _database() as dsn, connect(dsn) as conn:
+            report = verify(conn)
+    except TickerplantError as exc:
+        raise _fail(exc) from exc
+    for found in report.breaks:
+        typer.echo(str(found))
+    if not report.ok:
+        raise typer.Exit(1)
+    typer.echo(f"{report.transactions} transaction(s) in {report.chains} chain(s) verified")
+
+
+@ledger_app.command("settle")
+def ledger_settle(
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Settle fills due by this date (default today).")
+    ] = None,
+) -> None:
+    """Move fills due for settlement from unsettled to settled accounts (idempotent)."""
+    from ledger import Ledger
+    from tickerplant.db import connect
+
+    day = date.fromisoformat(as_of) if as_of else None
+    try:
+        with _database() as dsn, connect(dsn) as conn:
+            report = Ledger.over_connection(conn).settle_due(day)
+    except TickerplantError as exc:
+        raise _fail(exc) from exc
+    typer.echo(
+        f"settled {report.settled} fill(s) with {report.transactions} transaction(s); "
+        f"{report.already_settled} already settled"
+    )
+
+
+@app.command()
+def fanout(
+    port: Annotated[int | None, typer.Option(help="Port (default TP_FANOUT__PORT, 8765).")] = None,
+) -> None:
+    """Serve conflated market data to WebSocket subscribers (the /v1/stream endpoint)."""
+    from fanout.service import run_fanout
+    from tickerplant.runtime import wait_for_stop_signal
+
+    settings = state.settings
+    if port is not None:
+        settings = settings.model_copy(
+            update={"fanout": settings.fanout.model_copy(update={"port": port})}
+        )
+    try:
+        with _database() as dsn:
+            asyncio.run(
+                run_fanout(
+                    settings, database_url=dsn, until=wait_for_stop_signal, announce=typer.echo
+                )
+            )
+    except TickerplantError as exc:
+        raise _fail(exc) from exc
+
+
 if __name__ == "__main__":
     app()

@@ -101,8 +101,10 @@ class FanoutSettings(BaseModel):
     queue_hard: int = Field(5000, ge=1, description="per-client queue length that disconnects")
     slow_client_s: float = Field(30.0, gt=0, description="disconnect a client behind this long")
     batch_max: int = Field(500, ge=1, description="data messages per frame at most")
+    send_buffer_bytes: int = Field(0, ge=0, description="SO_SNDBUF per client; 0 = kernel's")
     ping_interval_s: float = Field(20.0, gt=0, description="keep-alive ping period")
     ping_timeout_s: float = Field(20.0, gt=0, description="close when a pong is this late")
+    close_timeout_s: float = Field(5.0, gt=0, description="wait this long for a closing handshake")
     tls_cert: Path | None = Field(None, description="PEM certificate chain; set: serve wss://")
     tls_key: Path | None = Field(None, description="PEM private key (default: in tls_cert)")
 

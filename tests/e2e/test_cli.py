@@ -37,6 +37,8 @@ def test_help_lists_every_subcommand_with_a_one_line_description():
         "replay": "Replay an ITCH file onto the multicast feed at recorded or accelerated pace.",
         "db": "Database schema: apply and inspect migrations.",
         "users": "Users, roles and API tokens.",
+        "fanout": "Serve conflated market data to WebSocket subscribers (the /v1/stream endpoint).",
+        "ledger": "Ledger: reconcile balances, verify the audit chain, settle.",
     }
 
 

@@ -1,0 +1,146 @@
+"""Ledger throughput: holds + fills per second and p50/p99 latency at 1, 8 and 32 clients,
+next to pgbench's TPC-B-like default script on the same server at the same client counts.
+
+    TP_TEST_DATABASE_URL=postgresql://… python benchmarks/ledger.py [--dsn …] [--seconds 10]
+
+Starts nothing: the DSN names a server and a role that may create databases. Two scratch
+databases are created (and dropped): one migrated for the ledger, one `pgbench -i`-initialised.
+Each ledger client is its own process with its own connection and user (the OMS's shape: users
+do not contend), looping place_hold + book_fill; each of those is one ledger transaction.
+Target (issue 6): at 8 clients, ledger transactions/s >= 50% of pgbench TPS, p99 < 20 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ledger import Ledger
+from tickerplant.db import migrate
+from tickerplant.identity import Role, create_user
+
+PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
+CLIENTS = (1, 8, 32)
+
+
+def _client(dsn: str, seconds: float, start: float, out: mp.Queue) -> None:
+    with psycopg.connect(dsn) as conn:
+        user, _ = create_user(conn, f"b{uuid.uuid4().hex[:12]}", Role.TRADER)
+        ledger = Ledger.over_connection(conn)
+        ledger.deposit(user.id, 10**11, idempotency_key="fund")
+        latencies: list[float] = []
+        executed = datetime(2025, 6, 10, 15, tzinfo=UTC)
+        while time.time() < start:
+            time.sleep(0.001)
+        i = 0
+        while time.time() < start + seconds:
+            t0 = time.perf_counter()
+            hold = ledger.place_hold(user.id, asset="USD", amount=10_100, idempotency_key=f"h{i}")
+            t1 = time.perf_counter()
+            ledger.book_fill(
+                user.id, symbol="AAPL", side="buy", quantity=10, price_cents=1000,
+                fee_cents=100, executed_at=executed, idempotency_key=f"f{i}",
+                hold_id=hold.hold_id,
+            )  # fmt: skip
+            t2 = time.perf_counter()
+            latencies += [t1 - t0, t2 - t1]
+            i += 1
+        out.put(latencies)
+
+
+def run_ledger(dsn: str, clients: int, seconds: float) -> tuple[float, float, float]:
+    queue: mp.Queue = mp.Queue()
+    start = time.time() + 2 + clients * 0.05
+    procs = [mp.Process(target=_client, args=(dsn, seconds, start, queue)) for _ in range(clients)]
+    for p in procs:
+        p.start()
+    latencies: list[float] = []
+    for _ in procs:
+        latencies += queue.get(timeout=seconds + 120)
+    for p in procs:
+        p.join()
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return len(latencies) / seconds, statistics.median(latencies) * 1e3, p99 * 1e3
+
+
+def run_pgbench(dsn: str, clients: int, seconds: float) -> float:
+    result = subprocess.run(
+        [PGBENCH, "-n", "-c", str(clients), "-j", str(min(clients, os.cpu_count() or 1)),
+         "-T", str(int(seconds)), dsn],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    match = re.search(r"tps = ([0-9.]+)", result.stdout)
+    assert match, result.stdout
+    return float(match[1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dsn", default=os.environ.get("TP_TEST_DATABASE_URL"))
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--scale", type=int, default=32, help="pgbench -s (>= clients)")
+    args = parser.parse_args()
+    if not args.dsn:
+        parser.error("pass --dsn or set TP_TEST_DATABASE_URL")
+    suffix = uuid.uuid4().hex[:8]
+    names = {"ledger": f"bench_ledger_{suffix}", "pgbench": f"bench_pgbench_{suffix}"}
+    with psycopg.connect(args.dsn, autocommit=True) as admin:
+        for name in names.values():
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    ledger_dsn = make_conninfo(args.dsn, dbname=names["ledger"])
+    bench_dsn = make_conninfo(args.dsn, dbname=names["pgbench"])
+    try:
+        migrate(ledger_dsn)
+        subprocess.run(
+            [PGBENCH, "-i", "-q", "-s", str(args.scale), bench_dsn], check=True, capture_output=True
+        )
+        rows = []
+        for clients in CLIENTS:
+            tps = run_pgbench(bench_dsn, clients, args.seconds)
+            ledger_tps, p50, p99 = run_ledger(ledger_dsn, clients, args.seconds)
+            rows.append((clients, ledger_tps, p50, p99, tps))
+    finally:
+        with psycopg.connect(args.dsn, autocommit=True) as admin:
+            for name in names.values():
+                admin.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
+    print(
+        f"ledger holds+fills vs pgbench TPC-B-like (scale {args.scale}), {args.seconds:.0f}s each"
+    )
+    print(
+        f"{'clients':>7} {'ledger tx/s':>12} {'p50 ms':>8} {'p99 ms':>8}"
+        f" {'pgbench tps':>12} {'ratio':>6}"
+    )
+    for clients, ledger_tps, p50, p99, tps in rows:
+        print(
+            f"{clients:>7} {ledger_tps:>12.0f} {p50:>8.2f} {p99:>8.2f}"
+            f" {tps:>12.0f} {ledger_tps / tps:>6.0%}"
+        )
+    _, ledger_tps, _, p99, tps = next(r for r in rows if r[0] == 8)
+    ok = ledger_tps >= 0.5 * tps and p99 < 20
+    print(
+        f"target at 8 clients: ledger >= 50% of pgbench and p99 < 20 ms: "
+        f"{'PASS' if ok else 'FAIL'} ({ledger_tps / tps:.0%}, p99 {p99:.2f} ms)"
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

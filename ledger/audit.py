@@ -1,0 +1,241 @@
+"""The audit trail: each user's transactions form a hash chain; ``verify`` walks it.
+
+A transaction's hash is SHA-256 over the previous transaction's hash and the canonical JSON of
+its content: id, user, sequence number, kind, idempotency key, effective time (UTC), settlement
+date, metadata and its entries sorted by account. There is one chain per user, whose head
+(``ledger_chains``) records the last sequence number and hash; a chain per user rather than one
+global chain keeps unrelated users from serialising on one row, and every transaction belongs to
+exactly one user. Changing any stored field, deleting a transaction or adding one out of band
+breaks the chain at that transaction, and :func:`verify` names the first such one per chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+from uuid import UUID
+
+import psycopg
+
+GENESIS = bytes(32)
+
+
+def canonical_content(
+    *,
+    transaction_id: UUID,
+    user_id: int,
+    chain_seq: int,
+    kind: str,
+    idempotency_key: str | None,
+    effective_at: datetime,
+    settlement_date: date | None,
+    metadata: dict[str, Any],
+    entries: Iterable[tuple[int, str, int]],
+) -> bytes:
+    """The bytes a transaction's hash covers; identical when rebuilt from the stored row."""
+    document = {
+        "id": str(transaction_id),
+        "user_id": user_id,
+        "seq": chain_seq,
+        "kind": kind,
+        "idempotency_key": idempotency_key,
+        "effective_at": effective_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "settlement_date": settlement_date.isoformat() if settlement_date else None,
+        "metadata": metadata,
+        "entries": sorted([int(a), str(s), int(m)] for a, s, m in entries),
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
+def chain_hash(prev_hash: bytes, content: bytes) -> bytes:
+    return hashlib.sha256(prev_hash + content).digest()
+
+
+Problem = Literal["altered", "removed", "inserted"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChainBreak:
+    """The first transaction of a user's chain that does not check out, and why."""
+
+    user_id: int
+    transaction_id: UUID | None
+    chain_seq: int
+    problem: Problem
+    detail: str
+
+    def __str__(self) -> str:
+        return (
+            f"user {self.user_id}: transaction {self.transaction_id} (seq {self.chain_seq}) "
+            f"{self.problem}: {self.detail}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    chains: int
+    transactions: int
+    breaks: list[ChainBreak] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.breaks
+
+
+_CHAIN_ROWS = """
+SELECT t.id, t.user_id, t.chain_seq, t.kind, t.idempotency_key, t.effective_at,
+       t.settlement_date, t.metadata, t.prev_hash, t.hash,
+       coalesce(array_agg(e.account_id ORDER BY e.id) FILTER (WHERE e.id IS NOT NULL), '{}'),
+       coalesce(array_agg(e.asset ORDER BY e.id) FILTER (WHERE e.id IS NOT NULL), '{}'),
+       coalesce(array_agg(e.amount ORDER BY e.id) FILTER (WHERE e.id IS NOT NULL), '{}')
+FROM ledger_transactions t LEFT JOIN ledger_entries e ON e.transaction_id = t.id
+WHERE t.user_id = %s
+GROUP BY t.id
+ORDER BY t.chain_seq
+"""
+
+
+def verify_chain(
+    user_id: int, head_seq: int, head: bytes, rows: Sequence[tuple]
+) -> ChainBreak | None:
+    """The first break in one user's chain (rows ordered by sequence), or ``None``."""
+    expected_seq, prev = 1, GENESIS
+    last_id: UUID | None = None
+    for row in rows:
+        tx_id, _, seq, kind, key, effective_at, settle, metadata, prev_hash, stored = row[:10]
+        content = canonical_content(
+            transaction_id=tx_id,
+            user_id=user_id,
+            chain_seq=seq,
+            kind=kind,
+            idempotency_key=key,
+            effective_at=effective_at,
+            settlement_date=settle,
+            metadata=metadata,
+            entries=zip(row[10], row[11], row[12], strict=True),
+        )
+        if chain_hash(bytes(prev_hash), content) != bytes(stored):
+            return ChainBreak(
+                user_id, tx_id, seq, "altered", "its content no longer matches its hash"
+            )
+        if seq > expected_seq:
+            return ChainBreak(
+                user_id,
+                tx_id,
+                seq,
+                "removed",
+                f"transaction(s) with sequence {expected_seq}..{seq - 1} before it are missing",
+            )
+        if bytes(prev_hash) != prev:
+            return ChainBreak(
+                user_id,
+                tx_id,
+                seq,
+                "inserted",
+                "it does not chain to the transaction before it",
+            )
+        expected_seq, prev, last_id = seq + 1, bytes(stored), tx_id
+    last_seq = expected_seq - 1
+    if head_seq > last_seq:
+        return ChainBreak(
+            user_id,
+            last_id,
+            last_seq,
+            "removed",
+            f"transaction(s) with sequence {last_seq + 1}..{head_seq} after it are missing",
+        )
+    if head_seq < last_seq or head != prev:
+        beyond = next((r for r in rows if r[2] > head_seq), rows[-1])
+        return ChainBreak(
+            user_id,
+            beyond[0],
+            beyond[2],
+            "inserted",
+            f"the chain head records sequence {head_seq}; this transaction was added out of band",
+        )
+    return None
+
+
+def verify(conn: psycopg.Connection) -> VerifyReport:
+    """Walk every user's chain; report the first altered, removed or inserted transaction."""
+    breaks: list[ChainBreak] = []
+    transactions = 0
+    with conn.transaction():
+        chains = conn.execute(
+            "SELECT user_id, seq, head FROM ledger_chains ORDER BY user_id"
+        ).fetchall()
+        orphans = conn.execute(
+            "SELECT DISTINCT user_id FROM ledger_transactions"
+            " WHERE user_id NOT IN (SELECT user_id FROM ledger_chains)"
+        ).fetchall()
+        for user_id, head_seq, head in [*chains, *((u, 0, GENESIS) for (u,) in orphans)]:
+            rows = conn.execute(_CHAIN_ROWS, (user_id,)).fetchall()
+            transactions += len(rows)
+            found = verify_chain(user_id, head_seq, bytes(head), rows)
+            if found is not None:
+                breaks.append(found)
+    return VerifyReport(len(chains) + len(orphans), transactions, breaks)
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceDifference:
+    account_id: int
+    user_id: int
+    asset: str
+    kind: str
+    cached: int
+    recomputed: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileReport:
+    """Cached balances that differ from the sum of their entries, assets whose entries do not
+    sum to zero across the ledger, and holds whose open remainders differ from the held balance.
+    """
+
+    accounts: int
+    differences: list[BalanceDifference]
+    unbalanced_assets: dict[str, int]
+    hold_mismatches: list[tuple[int, str, int, int]]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.differences or self.unbalanced_assets or self.hold_mismatches)
+
+
+def reconcile(conn: psycopg.Connection) -> ReconcileReport:
+    """Recompute every cached balance from the entries; report, never repair."""
+    with conn.transaction():
+        # REPEATABLE READ is not needed: a read-only pass over one statement per check.
+        rows = conn.execute(
+            """
+            SELECT a.id, a.user_id, a.asset, a.kind, a.balance, coalesce(sum(e.amount), 0)
+            FROM ledger_accounts a LEFT JOIN ledger_entries e ON e.account_id = a.id
+            WHERE a.balance IS NOT NULL
+            GROUP BY a.id ORDER BY a.id
+            """
+        ).fetchall()
+        unbalanced = conn.execute(
+            "SELECT asset, sum(amount) FROM ledger_entries GROUP BY asset HAVING sum(amount) <> 0"
+        ).fetchall()
+        holds = conn.execute(
+            """
+            SELECT a.user_id, a.asset, a.balance, coalesce(h.open, 0)
+            FROM ledger_accounts a
+            LEFT JOIN (SELECT user_id, asset, sum(remaining) AS open FROM ledger_holds
+                       GROUP BY user_id, asset) h ON (h.user_id, h.asset) = (a.user_id, a.asset)
+            WHERE a.kind IN ('cash_held', 'position_held') AND a.balance <> coalesce(h.open, 0)
+            ORDER BY a.user_id, a.asset
+            """
+        ).fetchall()
+    differences = [BalanceDifference(*row) for row in rows if row[4] != row[5]]
+    return ReconcileReport(
+        len(rows),
+        differences,
+        {asset: int(total) for asset, total in unbalanced},
+        [(u, a, int(b), int(o)) for u, a, b, o in holds],
+    )

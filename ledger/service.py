@@ -1,0 +1,661 @@
+"""``Ledger``: the Python API the OMS and the HTTP router call. Sync psycopg.
+
+Each operation is one database transaction: claim the idempotency key, lock (in the order of
+``ledger.journal``), let the pure rules build the entries from the locked balances, append them
+to the user's hash chain, record the result under the key. Any error rolls everything back,
+the key included, so a refused request can be retried with the same key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pyotp
+from psycopg import errors as pg_errors
+from psycopg_pool import ConnectionPool
+
+from ledger import journal, rules
+from ledger.calendar import ExchangeCalendar
+from ledger.errors import (
+    InvalidAmountError,
+    InvalidTotpError,
+    JournalIntegrityError,
+    LedgerError,
+    UnknownAccountError,
+    UnknownHoldError,
+)
+from ledger.money import USD, Asset, UserId, check_asset, check_cents, check_shares
+from ledger.rules import AccountKind, AssetBalances, Side, TransactionKind
+
+logger = logging.getLogger(__name__)
+
+EXCHANGE_TZ = ZoneInfo("America/New_York")
+_TOTP_CODE = re.compile(r"[0-9]{6}")
+_KEY_MAX = 200
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What an operation did: its journal transaction, and the hold it created or used."""
+
+    transaction_id: uuid.UUID
+    kind: TransactionKind
+    hold_id: uuid.UUID | None = None
+    settlement_date: date | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "transaction_id": str(self.transaction_id),
+            "kind": self.kind.value,
+            "hold_id": str(self.hold_id) if self.hold_id else None,
+            "settlement_date": self.settlement_date.isoformat() if self.settlement_date else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Receipt:
+        return cls(
+            uuid.UUID(data["transaction_id"]),
+            TransactionKind(data["kind"]),
+            uuid.UUID(data["hold_id"]) if data.get("hold_id") else None,
+            date.fromisoformat(data["settlement_date"]) if data.get("settlement_date") else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """One statement line: a transaction and how it changed the user's own accounts."""
+
+    transaction_id: uuid.UUID
+    seq: int
+    kind: TransactionKind
+    effective_at: datetime
+    settlement_date: date | None
+    metadata: dict[str, Any]
+    changes: dict[str, dict[str, int]]  # asset -> account kind -> amount
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityPage:
+    items: list[Activity]
+    next_before: int | None  # pass as ``before`` for the next (older) page
+
+
+@dataclass(frozen=True, slots=True)
+class TotpEnrollment:
+    secret: str
+    provisioning_uri: str
+
+
+@dataclass(frozen=True, slots=True)
+class SettleReport:
+    settled: int
+    transactions: int
+    already_settled: int
+
+
+@dataclass(frozen=True, slots=True)
+class Balances:
+    """A user's balances per asset: USD cash and each position."""
+
+    user_id: int
+    assets: dict[str, AssetBalances] = field(default_factory=dict)
+
+    @property
+    def cash(self) -> AssetBalances:
+        return self.assets.get(USD, AssetBalances())
+
+
+def _check_key(key: str) -> str:
+    if not isinstance(key, str) or not 1 <= len(key) <= _KEY_MAX:
+        raise InvalidAmountError("idempotency_key", key, f"must be 1 to {_KEY_MAX} characters")
+    return key
+
+
+def _check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """Metadata is hashed as JSON, so only values that round-trip exactly: no floats."""
+    metadata = dict(metadata or {})
+    for name, value in metadata.items():
+        if not isinstance(name, str) or not (value is None or isinstance(value, str | int | bool)):
+            raise InvalidAmountError(f"metadata.{name}", value, "use str, int, bool or null")
+    return metadata
+
+
+class Ledger:
+    """Double-entry bookkeeping for users' cash and positions. Amounts: cents and shares.
+
+    Build it over a psycopg pool (``Ledger(pool)``, the OMS) or one connection
+    (``Ledger.over_connection(conn)``, a request or a test). Every method that moves money
+    takes an ``idempotency_key``: repeating a request with the same key returns the original
+    :class:`Receipt` and books nothing; reusing the key for another request raises
+    :class:`IdempotencyConflictError`.
+    """
+
+    def __init__(
+        self,
+        pool: ConnectionPool | None = None,
+        *,
+        calendar: ExchangeCalendar | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+        _connection: psycopg.Connection | None = None,
+    ) -> None:
+        if (pool is None) == (_connection is None):
+            raise TypeError("pass a pool, or use Ledger.over_connection(conn)")
+        self._pool = pool
+        self._conn = _connection
+        self.calendar = calendar or ExchangeCalendar()
+        self._clock = clock
+        self._known: set[tuple[int, Asset]] = set()
+        self._broker_ids: dict[journal.AccountKey, int] = {}
+
+    @classmethod
+    def over_connection(
+        cls,
+        conn: psycopg.Connection,
+        *,
+        calendar: ExchangeCalendar | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> Ledger:
+        return cls(calendar=calendar, clock=clock, _connection=conn)
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        if self._conn is not None:
+            yield self._conn
+        else:
+            assert self._pool is not None
+            with self._pool.connection() as conn:
+                yield conn
+
+    # -- the operations -------------------------------------------------------------------
+
+    def deposit(
+        self,
+        user_id: UserId | int,
+        amount_cents: int,
+        *,
+        idempotency_key: str,
+        metadata: dict[str, Any] | None = None,
+    ) -> Receipt:
+        """External bank → the user's settled cash."""
+        amount = check_cents("amount", amount_cents)
+        metadata = _check_metadata(metadata)
+
+        def book(conn: psycopg.Connection, chain: journal.Chain, locked: journal.LockedAccounts):
+            return Receipt(
+                self._append(
+                    conn,
+                    chain,
+                    locked,
+                    TransactionKind.DEPOSIT,
+                    rules.deposit(amount),
+                    idempotency_key,
+                    metadata=metadata,
+                ),
+                TransactionKind.DEPOSIT,
+            )
+
+        request = {"amount": amount, "metadata": metadata}
+        return self._run(user_id, "deposit", request, idempotency_key, [USD], book)
+
+    def withdraw(
+        self,
+        user_id: UserId | int,
+        amount_cents: int,
+        *,
+        totp_code: str,
+        idempotency_key: str,
+        metadata: dict[str, Any] | None = None,
+    ) -> Receipt:
+        """The user's settled cash not held → external bank, with a valid TOTP code.
+
+        The code is checked after the funds under the locks, and is not part of the request
+        compared for idempotency: a retry carries a fresh code.
+        """
+        amount = check_cents("amount", amount_cents)
+        metadata = _check_metadata(metadata)
+
+        def book(conn: psycopg.Connection, chain: journal.Chain, locked: journal.LockedAccounts):
+            postings = rules.withdrawal(locked.id_of(USD), locked.of(USD), amount)
+            self._check_totp(conn, int(user_id), totp_code)
+            return Receipt(
+                self._append(
+                    conn,
+                    chain,
+                    locked,
+                    TransactionKind.WITHDRAWAL,
+                    postings,
+                    idempotency_key,
+                    metadata=metadata,
+                ),
+                TransactionKind.WITHDRAWAL,
+            )
+
+        request = {"amount": amount, "metadata": metadata}
+        return self._run(user_id, "withdraw", request, idempotency_key, [USD], book)
+
+    def place_hold(
+        self,
+        user_id: UserId | int,
+        *,
+        asset: str,
+        amount: int,
+        idempotency_key: str,
+        order_id: str | None = None,
+    ) -> Receipt:
+        """Reserve ``amount`` for an open order: cents of USD for a buy, shares for a sell.
+
+        Refused with :class:`InsufficientFundsError` ("insufficient buying power", or
+        "insufficient position" for a sell) beyond settled + unsettled - existing holds.
+        """
+        asset = check_asset("asset", asset)
+        amount = check_cents("amount", amount) if asset == USD else check_shares("amount", amount)
+
+        def book(conn: psycopg.Connection, chain: journal.Chain, locked: journal.LockedAccounts):
+            postings = rules.hold(locked.id_of(asset), asset, locked.of(asset), amount)
+            hold_id = uuid.uuid4()
+            conn.execute(
+                "INSERT INTO ledger_holds (id, user_id, asset, amount, remaining, order_id)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                (hold_id, int(user_id), asset, amount, amount, order_id),
+            )
+            metadata = {"hold_id": str(hold_id), "order_id": order_id}
+            tx = self._append(
+                conn,
+                chain,
+                locked,
+                TransactionKind.HOLD,
+                postings,
+                idempotency_key,
+                metadata=metadata,
+            )
+            return Receipt(tx, TransactionKind.HOLD, hold_id)
+
+        request = {"asset": asset, "amount": amount, "order_id": order_id}
+        return self._run(user_id, "place_hold", request, idempotency_key, [asset], book)
+
+    def release_hold(
+        self,
+        user_id: UserId | int,
+        hold_id: uuid.UUID,
+        *,
+        idempotency_key: str,
+    ) -> Receipt:
+        """Give back what remains of a hold (the order was cancelled or is done)."""
+        asset = self._hold_asset(int(user_id), hold_id)
+
+        def book(conn: psycopg.Connection, chain: journal.Chain, locked: journal.LockedAccounts):
+            remaining = self._lock_hold(conn, int(user_id), hold_id, asset)
+            conn.execute("UPDATE ledger_holds SET remaining = 0 WHERE id = %s", (hold_id,))
+            postings = rules.release(asset, remaining)
+            if not postings:
+                raise UnknownHoldError(hold_id, int(user_id))
+            tx = self._append(
+                conn,
+                chain,
+                locked,
+                TransactionKind.HOLD_RELEASE,
+                postings,
+                idempotency_key,
+                metadata={"hold_id": str(hold_id)},
+            )
+            return Receipt(tx, TransactionKind.HOLD_RELEASE, hold_id)
+
+        request = {"hold_id": str(hold_id)}
+        return self._run(user_id, "release_hold", request, idempotency_key, [asset], book)
+
+    def book_fill(
+        self,
+        user_id: UserId | int,
+        *,
+        symbol: str,
+        side: Side | str,
+        quantity: int,
+        price_cents: int,
+        fee_cents: int = 0,
+        executed_at: datetime,
+        idempotency_key: str,
+        hold_id: uuid.UUID | None = None,
+    ) -> Receipt:
+        """An execution: cash ↔ shares into the unsettled accounts, settling T+1 business day.
+
+        The order's hold (if any) is consumed first; what it does not cover must fit in
+        buying power. ``executed_at`` must be timezone-aware; its New York date is the trade
+        date (a weekend or holiday fill trades on the next business day).
+        """
+        symbol = check_asset("symbol", symbol)
+        if symbol == USD:
+            raise InvalidAmountError("symbol", symbol, "a security symbol, not USD")
+        side = Side(side)
+        quantity = check_shares("quantity", quantity)
+        price = check_cents("price_cents", price_cents)
+        fee = check_cents("fee_cents", fee_cents, allow_zero=True)
+        if executed_at.tzinfo is None:
+            raise InvalidAmountError("executed_at", executed_at, "must be timezone-aware")
+        trade_date = self.calendar.trade_date(executed_at.astimezone(EXCHANGE_TZ).date())
+        settles = self.calendar.settlement_date(trade_date)
+        hold_asset = USD if side is Side.BUY else symbol
+
+        def book(conn: psycopg.Connection, chain: journal.Chain, locked: journal.LockedAccounts):
+            remaining = 0
+            if hold_id is not None:
+                remaining = self._lock_hold(conn, int(user_id), hold_id, hold_asset)
+            plan = rules.fill(
+                locked.id_of(hold_asset),
+                symbol=symbol,
+                side=side,
+                quantity=quantity,
+                price_cents=price,
+                fee_cents=fee,
+                cash=locked.of(USD),
+                position=locked.of(symbol),
+                hold_remaining=remaining,
+            )
+            if hold_id is not None and plan.hold_consumed:
+                conn.execute(
+                    "UPDATE ledger_holds SET remaining = remaining - %s WHERE id = %s",
+                    (plan.hold_consumed, hold_id),
+                )
+            metadata = {
+                "symbol": symbol,
+                "side": side.value,
+                "quantity": quantity,
+                "price_cents": price,
+                "fee_cents": fee,
+                "trade_date": trade_date.isoformat(),
+                "hold_id": str(hold_id) if hold_id else None,
+            }
+            tx = self._append(
+                conn,
+                chain,
+                locked,
+                TransactionKind.FILL,
+                plan.postings,
+                idempotency_key,
+                metadata=metadata,
+                effective_at=executed_at,
+                settlement_date=settles,
+            )
+            return Receipt(tx, TransactionKind.FILL, hold_id, settles)
+
+        request = {
+            "symbol": symbol,
+            "side": side.value,
+            "quantity": quantity,
+            "price_cents": price,
+            "fee_cents": fee,
+            "executed_at": executed_at.astimezone(UTC).isoformat(),
+            "hold_id": str(hold_id) if hold_id else None,
+        }
+        return self._run(user_id, "book_fill", request, idempotency_key, [USD, symbol], book)
+
+    def settle_due(self, as_of: date | None = None) -> SettleReport:
+        """Move every fill due on or before ``as_of`` (default: today in New York) from
+        unsettled to settled. Idempotent, and safe to run twice or concurrently: each fill is
+        settled under its user's chain lock, after checking it was not settled already, and
+        ``ledger_settlements``' primary key backs that check up.
+        """
+        as_of = as_of or self._clock().astimezone(EXCHANGE_TZ).date()
+        settled = transactions = already = 0
+        with self._connection() as conn:
+            with conn.transaction():
+                due = conn.execute(
+                    "SELECT t.id, t.user_id, t.settlement_date FROM ledger_transactions t"
+                    " WHERE t.kind = 'fill' AND t.settlement_date <= %s AND NOT EXISTS"
+                    " (SELECT 1 FROM ledger_settlements s WHERE s.fill_id = t.id)"
+                    " ORDER BY t.settlement_date, t.user_id, t.chain_seq",
+                    (as_of,),
+                ).fetchall()
+            for fill_id, user_id, settles in due:
+                try:
+                    with conn.transaction():
+                        moved = self._settle_one(conn, fill_id, user_id, settles)
+                except pg_errors.UniqueViolation:
+                    moved = None  # a concurrent job settled it between our check and insert
+                if moved is None:
+                    already += 1
+                else:
+                    settled += 1
+                    transactions += moved
+        logger.info("settled %d fills due by %s (%d already settled)", settled, as_of, already)
+        return SettleReport(settled, transactions, already)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def balances(self, user_id: UserId | int) -> Balances:
+        """Cached balances of every asset the user has accounts in (not locked)."""
+        with self._connection() as conn, conn.transaction():
+            rows = conn.execute(
+                "SELECT asset, kind, balance FROM ledger_accounts WHERE user_id = %s",
+                (int(user_id),),
+            ).fetchall()
+        per_asset: dict[str, dict[AccountKind, int]] = {}
+        for asset, kind, balance in rows:
+            per_asset.setdefault(asset, {})[AccountKind(kind)] = balance
+        assets = {
+            asset: AssetBalances(*(kinds.get(k, 0) for k in rules.user_kinds(Asset(asset))))
+            for asset, kinds in sorted(per_asset.items())
+        }
+        return Balances(int(user_id), assets)
+
+    def buying_power(self, user_id: UserId | int) -> int:
+        """Cents: settled cash + unsettled cash - holds."""
+        return self.balances(user_id).cash.buying_power
+
+    def withdrawable(self, user_id: UserId | int) -> int:
+        """Cents: settled cash - holds on settled cash."""
+        return self.balances(user_id).cash.withdrawable
+
+    def activities(
+        self, user_id: UserId | int, *, limit: int = 50, before: int | None = None
+    ) -> ActivityPage:
+        """The user's transactions, newest first, ``limit`` per page."""
+        if not 1 <= limit <= 500:
+            raise InvalidAmountError("limit", limit, "must be between 1 and 500")
+        with self._connection() as conn, conn.transaction():
+            rows = conn.execute(
+                """
+                SELECT t.id, t.chain_seq, t.kind, t.effective_at, t.settlement_date, t.metadata,
+                       coalesce(json_agg(json_build_array(a.asset, a.kind, e.amount)
+                                ORDER BY e.id) FILTER (WHERE a.user_id IS NOT NULL), '[]')
+                FROM ledger_transactions t
+                JOIN ledger_entries e ON e.transaction_id = t.id
+                JOIN ledger_accounts a ON a.id = e.account_id
+                WHERE t.user_id = %s AND t.chain_seq < %s
+                GROUP BY t.id ORDER BY t.chain_seq DESC LIMIT %s
+                """,
+                (int(user_id), before if before is not None else 2**62, limit + 1),
+            ).fetchall()
+        items = []
+        for tx_id, seq, kind, at, settles, metadata, changes in rows[:limit]:
+            per_asset: dict[str, dict[str, int]] = {}
+            for asset, account_kind, amount in changes:
+                per_asset.setdefault(asset, {})[account_kind] = (
+                    per_asset.get(asset, {}).get(account_kind, 0) + amount
+                )
+            items.append(
+                Activity(tx_id, seq, TransactionKind(kind), at, settles, metadata, per_asset)
+            )
+        next_before = items[-1].seq if len(rows) > limit else None
+        return ActivityPage(items, next_before)
+
+    def enroll_totp(self, user_id: UserId | int, *, issuer: str = "tickerplant") -> TotpEnrollment:
+        """Create (or replace) the user's TOTP secret; show the URI once as a QR code.
+
+        The secret is stored as is: PostgreSQL access already implies access to the money.
+        """
+        secret = pyotp.random_base32()
+        with self._connection() as conn, conn.transaction():
+            try:
+                conn.execute(
+                    "INSERT INTO ledger_totp (user_id, secret) VALUES (%s, %s) ON CONFLICT"
+                    " (user_id) DO UPDATE SET secret = EXCLUDED.secret, enrolled_at = now()",
+                    (int(user_id), secret),
+                )
+            except pg_errors.ForeignKeyViolation as exc:
+                raise UnknownAccountError(int(user_id)) from exc
+        uri = pyotp.TOTP(secret).provisioning_uri(name=f"user-{int(user_id)}", issuer_name=issuer)
+        return TotpEnrollment(secret, uri)
+
+    # -- machinery ------------------------------------------------------------------------
+
+    def _run(
+        self,
+        user_id: UserId | int,
+        operation: str,
+        request: dict[str, Any],
+        key: str,
+        assets: list[Asset],
+        book: Callable[[psycopg.Connection, journal.Chain, journal.LockedAccounts], Receipt],
+    ) -> Receipt:
+        user = int(user_id)
+        key = _check_key(key)
+        digest = journal.request_hash(operation, request)
+        assets = sorted(set(assets))
+        with self._connection() as conn:
+            try:
+                self._ensure(conn, user, assets)
+                with conn.transaction():
+                    original = journal.claim_key(conn, user, key, operation, digest)
+                    if original is not None:
+                        return Receipt.from_json(original)
+                    chain = journal.lock_chain(conn, user)
+                    locked = journal.lock_accounts(conn, user, assets)
+                    receipt = book(conn, chain, locked)
+                    journal.record_result(conn, user, key, receipt.to_json())
+            except LedgerError:
+                raise
+            except pg_errors.ForeignKeyViolation as exc:
+                raise UnknownAccountError(user) from exc
+            except psycopg.errors.CheckViolation as exc:
+                raise JournalIntegrityError(exc.sqlstate, str(exc).strip()) from exc
+            except psycopg.DatabaseError as exc:
+                if exc.sqlstate and exc.sqlstate.startswith("TPL"):
+                    raise JournalIntegrityError(exc.sqlstate, str(exc).strip()) from exc
+                raise
+        return receipt
+
+    def _ensure(self, conn: psycopg.Connection, user_id: int, assets: list[Asset]) -> None:
+        missing = [a for a in assets if (user_id, a) not in self._known]
+        if missing:
+            journal.ensure_accounts(conn, user_id, missing)
+            self._known.update((user_id, a) for a in missing)
+        if any((a, AccountKind.BROKER_STREET) not in self._broker_ids for a in assets):
+            with conn.transaction():
+                self._broker_ids.update(journal.broker_account_ids(conn, assets))
+
+    def _append(
+        self,
+        conn: psycopg.Connection,
+        chain: journal.Chain,
+        locked: journal.LockedAccounts,
+        kind: TransactionKind,
+        postings: list[rules.Posting],
+        key: str | None,
+        *,
+        metadata: dict[str, Any],
+        effective_at: datetime | None = None,
+        settlement_date: date | None = None,
+    ) -> uuid.UUID:
+        return journal.append(
+            conn,
+            chain,
+            kind=kind.value,
+            postings=postings,
+            user_ids=locked.ids,
+            broker_ids=self._broker_ids,
+            effective_at=effective_at or self._clock(),
+            idempotency_key=key,
+            settlement_date=settlement_date,
+            metadata=metadata,
+        )
+
+    def _hold_asset(self, user_id: int, hold_id: uuid.UUID) -> Asset:
+        with self._connection() as conn, conn.transaction():
+            row = conn.execute(
+                "SELECT asset FROM ledger_holds WHERE id = %s AND user_id = %s",
+                (hold_id, user_id),
+            ).fetchone()
+        if row is None:
+            raise UnknownHoldError(hold_id, user_id)
+        return Asset(row[0])
+
+    @staticmethod
+    def _lock_hold(conn: psycopg.Connection, user_id: int, hold_id: uuid.UUID, asset: Asset) -> int:
+        row = conn.execute(
+            "SELECT remaining FROM ledger_holds WHERE id = %s AND user_id = %s AND asset = %s"
+            " FOR UPDATE",
+            (hold_id, user_id, asset),
+        ).fetchone()
+        if row is None:
+            raise UnknownHoldError(hold_id, user_id)
+        return row[0]
+
+    def _check_totp(self, conn: psycopg.Connection, user_id: int, code: str) -> None:
+        if not isinstance(code, str) or not _TOTP_CODE.fullmatch(code):
+            raise InvalidTotpError(user_id, "expected a 6-digit code")
+        row = conn.execute(
+            "SELECT secret FROM ledger_totp WHERE user_id = %s", (user_id,)
+        ).fetchone()
+        if row is None:
+            raise InvalidTotpError(user_id, "two-factor authentication is not enrolled")
+        # One step of drift either way: a code typed just as it rolled over still counts.
+        if not pyotp.TOTP(row[0]).verify(code, for_time=self._clock(), valid_window=1):
+            raise InvalidTotpError(user_id, "wrong or expired code")
+
+    def _settle_one(
+        self, conn: psycopg.Connection, fill_id: uuid.UUID, user_id: int, settles: date
+    ) -> int | None:
+        """Settle one fill in the caller's transaction: 1 if a transaction was booked, 0 if
+        nothing remained unsettled, ``None`` if it was settled already."""
+        chain = journal.lock_chain(conn, user_id)
+        # Under the chain lock: a concurrent job settling this fill has committed or not begun.
+        if conn.execute(
+            "SELECT 1 FROM ledger_settlements WHERE fill_id = %s", (fill_id,)
+        ).fetchone():
+            return None
+        credited = [
+            rules.Posting(Asset(asset), AccountKind(kind), amount)
+            for asset, kind, amount in conn.execute(
+                "SELECT a.asset, a.kind, e.amount FROM ledger_entries e"
+                " JOIN ledger_accounts a ON a.id = e.account_id WHERE e.transaction_id = %s"
+                " AND a.kind IN ('cash_unsettled', 'position_unsettled') AND e.amount > 0"
+                " ORDER BY e.id",
+                (fill_id,),
+            ).fetchall()
+        ]
+        assets = sorted({p.asset for p in credited})
+        settlement_id = None
+        if assets:
+            self._ensure(conn, user_id, assets)
+            locked = journal.lock_accounts(conn, user_id, assets)
+            unsettled = {a: locked.of(a).unsettled for a in assets}
+            postings = rules.settlement(credited, unsettled)
+            if postings:
+                settlement_id = self._append(
+                    conn,
+                    chain,
+                    locked,
+                    TransactionKind.SETTLEMENT,
+                    postings,
+                    None,
+                    metadata={"fill_id": str(fill_id)},
+                    settlement_date=settles,
+                )
+        conn.execute(
+            "INSERT INTO ledger_settlements (fill_id, settlement_id) VALUES (%s, %s)",
+            (fill_id, settlement_id),
+        )
+        return 1 if settlement_id else 0
