@@ -14,7 +14,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 StartAt = Literal["earliest", "latest", "committed"]
 """Where a subscription starts on each partition when no explicit offset is given.
@@ -30,9 +30,8 @@ class TopicPartition:
     partition: int
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One record as delivered to a subscriber."""
+class Record(NamedTuple):
+    """One record as delivered to a subscriber (a named tuple: cheap to build and read)."""
 
     topic: str
     partition: int

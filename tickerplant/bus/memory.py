@@ -59,7 +59,10 @@ class _PartitionLog:
         self.topic = topic
         self.partition = partition
         self._retention = retention
-        self._records: list[Record] = []
+        # Plain (key, value, timestamp_ms) tuples: exact tuples of bytes and ints are untracked
+        # by the garbage collector, so a long log adds nothing to its scans. Records are
+        # built on read.
+        self._records: list[tuple[bytes, bytes, int]] = []
         self._base = 0  # offset of self._records[0]
 
     @property
@@ -75,7 +78,7 @@ class _PartitionLog:
         return max(self._base, self.end - self._retention)
 
     def append(self, key: bytes, value: bytes, timestamp_ms: int) -> None:
-        self._records.append(Record(self.topic, self.partition, self.end, key, value, timestamp_ms))
+        self._records.append((key, value, timestamp_ms))
         if self._retention is not None:
             excess = len(self._records) - self._retention
             # Physical trim only once the dead prefix is as long as the live part.
@@ -85,7 +88,11 @@ class _PartitionLog:
 
     def read(self, offset: int, limit: int) -> list[Record]:
         i = offset - self._base
-        return self._records[i : i + limit]
+        topic, partition = self.topic, self.partition
+        return [
+            Record(topic, partition, at, key, value, ts)
+            for at, (key, value, ts) in enumerate(self._records[i : i + limit], start=offset)
+        ]
 
 
 class MemoryBus:
