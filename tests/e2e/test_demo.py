@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from websockets.asyncio.client import connect
 
 pytestmark = pytest.mark.slow
 
@@ -50,6 +52,20 @@ def ingested_messages(api: str, *, at_least: int, within_s: float) -> int:
     return messages
 
 
+async def first_quotes(stream: str, token: str) -> list[dict]:
+    """Authenticate with the demo token, subscribe to every quote, return the first ones."""
+    async with asyncio.timeout(20), connect(stream) as ws:
+        await ws.recv()  # connected
+        await ws.send(json.dumps({"action": "auth", "token": token}))
+        assert json.loads(await ws.recv()) == [{"T": "success", "msg": "authenticated"}]
+        await ws.send(json.dumps({"action": "subscribe", "quotes": ["*"]}))
+        while True:
+            messages = json.loads(await ws.recv())
+            quotes = [m for m in messages if m["T"] == "q"]
+            if quotes:
+                return quotes
+
+
 def postgres_processes_using(data_dir: Path) -> list[psutil.Process]:
     found = []
     for process in psutil.process_iter(["name", "cmdline"]):
@@ -69,6 +85,7 @@ def test_the_demo_serves_its_urls_with_the_printed_token_and_stops_on_sigint(tmp
         "TP_FEED__PORT": str(random.randrange(20_000, 30_000)),
         "TP_FEED__REREQUEST_PORT": str(random.randrange(30_000, 40_000)),
         "TP_EXCHANGE_SIM__SYMBOLS": "20",
+        "TP_FANOUT__PORT": "0",
     }
     for name in ("TP_DATABASE_URL", "TP_KAFKA_BOOTSTRAP", "TP_CONFIG"):
         env.pop(name, None)
@@ -95,9 +112,15 @@ def test_the_demo_serves_its_urls_with_the_printed_token_and_stops_on_sigint(tmp
             me = json.loads(response.read())
         assert me["name"] == "demo" and me["role"] == "trader"
         assert ingested_messages(api, at_least=100, within_s=30) >= 100
+        stream = re.search(r"stream\s+(ws://\S+)", output).group(1)
+        quotes = asyncio.run(first_quotes(stream, token))
+        assert quotes and all(q["T"] == "q" and q["bp"] <= q["ap"] for q in quotes if q["ap"])
         with urllib.request.urlopen(api + "/healthz", timeout=10) as response:
             health = json.loads(response.read())
-        assert health == {"status": "ok", "checks": {"database": "ok", "feed": "ok"}}
+        assert health == {
+            "status": "ok",
+            "checks": {"database": "ok", "feed": "ok", "bus reader": "ok"},
+        }
         assert postgres_processes_using(tmp_path / "var" / "pg"), "embedded PostgreSQL not running"
 
         process.send_signal(signal.SIGINT)
