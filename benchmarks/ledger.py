@@ -6,7 +6,9 @@ next to pgbench's TPC-B-like default script on the same server at the same clien
 Starts nothing: the DSN names a server and a role that may create databases. Two scratch
 databases are created (and dropped): one migrated for the ledger, one `pgbench -i`-initialised.
 Each ledger client is its own process with its own connection and user (the OMS's shape: users
-do not contend), looping place_hold + book_fill; each of those is one ledger transaction.
+do not contend), looping place_hold + book_fill; each of those is one ledger transaction. The
+connection is in autocommit mode, so each operation is one statement, its own transaction: one
+round trip (``ledger.journal.call``).
 Target (issue 6): at 8 clients, ledger transactions/s >= 50% of pgbench TPS, p99 < 20 ms.
 """
 
@@ -39,7 +41,7 @@ CLIENTS = (1, 8, 32)
 
 
 def _client(dsn: str, seconds: float, start: float, out: mp.Queue) -> None:
-    with psycopg.connect(dsn) as conn:
+    with psycopg.connect(dsn, autocommit=True) as conn:
         user, _ = create_user(conn, f"b{uuid.uuid4().hex[:12]}", Role.TRADER)
         ledger = Ledger.over_connection(conn)
         ledger.deposit(user.id, 10**11, idempotency_key="fund")

@@ -2,7 +2,11 @@
 
 A transaction's hash is SHA-256 over the previous transaction's hash and the canonical JSON of
 its content: id, user, sequence number, kind, idempotency key, effective time (UTC), settlement
-date, metadata and its entries sorted by account. There is one chain per user, whose head
+date, metadata and its entries sorted by account. The database computes it when it books the
+transaction (``ledger_append``, migration 0003), as PostgreSQL's jsonb text of that document
+(hash form 2); :func:`jsonb_text` rebuilds that text byte for byte here, so the check does not
+trust the server's functions. Transactions booked before 0003 keep form 1, Python's compact
+``json.dumps``, and are checked as such. There is one chain per user, whose head
 (``ledger_chains``) records the last sequence number and hash; a chain per user rather than one
 global chain keeps unrelated users from serialising on one row, and every transaction belongs to
 exactly one user. Changing any stored field, deleting a transaction or adding one out of band
@@ -24,6 +28,25 @@ import psycopg
 GENESIS = bytes(32)
 
 
+def jsonb_text(value: Any) -> str:
+    """PostgreSQL's text output of ``value`` as jsonb: object keys ordered by their UTF-8
+    length and then bytes, ``", "`` and ``": "`` between items, strings escaped as
+    ``json.dumps(ensure_ascii=False)`` escapes them (``"``, ``\\``, control characters)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: (len(k.encode()), k.encode()))
+        return "{" + ", ".join(f"{jsonb_text(k)}: {jsonb_text(value[k])}" for k in keys) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(jsonb_text(v) for v in value) + "]"
+    # int; anything else (a float in a row changed out of band) never matches a stored hash.
+    return json.dumps(value)
+
+
 def canonical_content(
     *,
     transaction_id: UUID,
@@ -35,6 +58,7 @@ def canonical_content(
     settlement_date: date | None,
     metadata: dict[str, Any],
     entries: Iterable[tuple[int, str, int]],
+    form: int = 2,
 ) -> bytes:
     """The bytes a transaction's hash covers; identical when rebuilt from the stored row."""
     document = {
@@ -48,7 +72,9 @@ def canonical_content(
         "metadata": metadata,
         "entries": sorted([int(a), str(s), int(m)] for a, s, m in entries),
     }
-    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    if form == 1:
+        return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    return jsonb_text(document).encode()
 
 
 def chain_hash(prev_hash: bytes, content: bytes) -> bytes:
@@ -91,7 +117,8 @@ SELECT t.id, t.user_id, t.chain_seq, t.kind, t.idempotency_key, t.effective_at,
        t.settlement_date, t.metadata, t.prev_hash, t.hash,
        coalesce(array_agg(e.account_id ORDER BY e.id) FILTER (WHERE e.id IS NOT NULL), '{}'),
        coalesce(array_agg(e.asset ORDER BY e.id) FILTER (WHERE e.id IS NOT NULL), '{}'),
-       coalesce(array_agg(e.amount ORDER BY e.id) FILTER (WHERE e.id IS NOT NULL), '{}')
+       coalesce(array_agg(e.amount ORDER BY e.id) FILTER (WHERE e.id IS NOT NULL), '{}'),
+       t.hash_form
 FROM ledger_transactions t LEFT JOIN ledger_entries e ON e.transaction_id = t.id
 WHERE t.user_id = %s
 GROUP BY t.id
@@ -117,6 +144,7 @@ def verify_chain(
             settlement_date=settle,
             metadata=metadata,
             entries=zip(row[10], row[11], row[12], strict=True),
+            form=row[13],
         )
         if chain_hash(bytes(prev_hash), content) != bytes(stored):
             return ChainBreak(

@@ -1,4 +1,10 @@
-"""The PostgreSQL adapter of the ledger: accounts, locks, idempotency keys, the hash chain.
+"""The PostgreSQL adapter of the ledger: one server-side function call per operation.
+
+Each operation (deposit, withdraw, place/release a hold, book a fill) is a PL/pgSQL function of
+migration ``0003_ledger_functions.sql`` that claims the idempotency key, takes the locks, checks
+the funds, writes the entries and advances the user's hash chain. The client sends one
+statement: on a connection in autocommit mode and outside a transaction that statement is its
+own transaction (one round trip); otherwise it runs in a (sub)transaction of the caller's.
 
 Lock order — every ledger transaction takes its locks in this order, so two of them can only
 ever wait for each other in one direction and never deadlock:
@@ -21,22 +27,86 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
-from ledger.audit import GENESIS, canonical_content, chain_hash
-from ledger.errors import IdempotencyConflictError
+from ledger.audit import GENESIS
+from ledger.errors import (
+    IdempotencyConflictError,
+    InsufficientFundsError,
+    InvalidAmountError,
+    InvalidTotpError,
+    JournalIntegrityError,
+    LedgerError,
+    UnknownAccountError,
+    UnknownHoldError,
+)
 from ledger.money import Asset
 from ledger.rules import AccountKind, AssetBalances, Posting, broker_kinds, user_kinds
 
 AccountKey = tuple[Asset, AccountKind]
 
+# The operations' functions; each returns the receipt as jsonb (the original one on a replay).
+DEPOSIT: LiteralString = "SELECT ledger_deposit(%s, %s, %s, %s, %s, %s)"
+WITHDRAW: LiteralString = "SELECT ledger_withdraw(%s, %s, %s, %s, %s, %s, %s)"
+PLACE_HOLD: LiteralString = "SELECT ledger_place_hold(%s, %s, %s, %s, %s, %s, %s)"
+RELEASE_HOLD: LiteralString = "SELECT ledger_release_hold(%s, %s, %s, %s, %s)"
+BOOK_FILL: LiteralString = "SELECT ledger_book_fill(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+
+# SQLSTATEs raised by the functions, with a JSON DETAIL of the error class's fields.
+_ERRORS: dict[str, type[LedgerError]] = {
+    "TPL10": InsufficientFundsError,
+    "TPL11": IdempotencyConflictError,
+    "TPL12": UnknownHoldError,
+    "TPL13": InvalidTotpError,
+    "TPL14": InvalidAmountError,
+    "TPL15": UnknownAccountError,
+}
+
 
 def request_hash(operation: str, request: dict[str, Any]) -> bytes:
     body = json.dumps({"op": operation, **request}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(body.encode()).digest()
+
+
+def translate(exc: psycopg.Error) -> LedgerError | None:
+    """The ledger error a function's ``RAISE … USING ERRCODE = 'TPL1x'`` stands for, if any."""
+    error_class = _ERRORS.get(exc.sqlstate or "")
+    if error_class is None:
+        return None
+    fields = json.loads(exc.diag.message_detail or "{}")
+    if error_class is UnknownHoldError:
+        fields["hold_id"] = uuid.UUID(fields["hold_id"])
+    return error_class(**fields)
+
+
+def call(conn: psycopg.Connection, query: LiteralString, params: Sequence[Any]) -> Any:
+    """Run one operation's function and return its result, as one transaction.
+
+    In autocommit mode outside a transaction the statement is its own transaction, with the
+    deferred checks at its end: one round trip. Otherwise a transaction (or a savepoint in the
+    caller's) wraps it. Prepared on first use per connection.
+    """
+    try:
+        if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
+            row = conn.execute(query, params, prepare=True).fetchone()
+        else:
+            with conn.transaction():
+                row = conn.execute(query, params, prepare=True).fetchone()
+    except psycopg.Error as exc:
+        translated = translate(exc)
+        if translated is not None:
+            raise translated from exc
+        if isinstance(exc, psycopg.errors.ForeignKeyViolation):
+            raise UnknownAccountError(int(params[0])) from exc
+        if isinstance(exc, psycopg.errors.CheckViolation) or (exc.sqlstate or "").startswith("TPL"):
+            raise JournalIntegrityError(exc.sqlstate, str(exc).strip()) from exc
+        raise
+    assert row is not None
+    return row[0]
 
 
 def ensure_accounts(conn: psycopg.Connection, user_id: int, assets: Sequence[Asset]) -> None:
@@ -59,65 +129,11 @@ def ensure_accounts(conn: psycopg.Connection, user_id: int, assets: Sequence[Ass
         )
 
 
-def broker_account_ids(conn: psycopg.Connection, assets: Sequence[Asset]) -> dict[AccountKey, int]:
-    rows = conn.execute(
-        "SELECT asset, kind, id FROM ledger_accounts WHERE user_id IS NULL AND asset = ANY(%s)",
-        (list(assets),),
-    ).fetchall()
-    return {(Asset(a), AccountKind(k)): i for a, k, i in rows}
-
-
-def claim_key(
-    conn: psycopg.Connection,
-    user_id: int,
-    key: str,
-    operation: str,
-    digest: bytes,
-) -> dict[str, Any] | None:
-    """Claim ``key`` for this request; ``None`` when new, else the original request's result.
-
-    A concurrent request with the same key blocks on the unique index until the first commits
-    (then it reads that result) or rolls back (then it claims the key itself).
-    """
-    claimed = conn.execute(
-        "INSERT INTO ledger_idempotency (user_id, key, operation, request_hash)"
-        " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
-        (user_id, key, operation, digest),
-    ).fetchone()
-    if claimed is not None:
-        return None
+def lock_chain(conn: psycopg.Connection, user_id: int) -> None:
     row = conn.execute(
-        "SELECT operation, request_hash, result FROM ledger_idempotency"
-        " WHERE user_id = %s AND key = %s",
-        (user_id, key),
-    ).fetchone()
-    assert row is not None  # committed rows are never deleted
-    original_operation, original_digest, result = row
-    if original_operation != operation or bytes(original_digest) != digest:
-        raise IdempotencyConflictError(key, operation, original_operation)
-    return result
-
-
-def record_result(conn: psycopg.Connection, user_id: int, key: str, result: dict[str, Any]) -> None:
-    conn.execute(
-        "UPDATE ledger_idempotency SET result = %s WHERE user_id = %s AND key = %s",
-        (Jsonb(result), user_id, key),
-    )
-
-
-@dataclass(slots=True)
-class Chain:
-    user_id: int
-    seq: int
-    head: bytes
-
-
-def lock_chain(conn: psycopg.Connection, user_id: int) -> Chain:
-    row = conn.execute(
-        "SELECT seq, head FROM ledger_chains WHERE user_id = %s FOR UPDATE", (user_id,)
+        "SELECT 1 FROM ledger_chains WHERE user_id = %s FOR UPDATE", (user_id,)
     ).fetchone()
     assert row is not None, "ensure_accounts creates the chain"
-    return Chain(user_id, row[0], bytes(row[1]))
 
 
 @dataclass(slots=True)
@@ -130,10 +146,6 @@ class LockedAccounts:
     def of(self, asset: Asset) -> AssetBalances:
         settled, unsettled, held = (self.balances[(asset, kind)] for kind in user_kinds(asset))
         return AssetBalances(settled, unsettled, held)
-
-    def id_of(self, asset: Asset) -> int:
-        """The settled account of ``asset``: the id errors name for this user and asset."""
-        return self.ids[(asset, user_kinds(asset)[0])]
 
 
 def lock_accounts(
@@ -152,72 +164,33 @@ def lock_accounts(
 
 def append(
     conn: psycopg.Connection,
-    chain: Chain,
+    user_id: int,
     *,
     kind: str,
     postings: Sequence[Posting],
-    user_ids: dict[AccountKey, int],
-    broker_ids: dict[AccountKey, int],
+    account_ids: dict[AccountKey, int],
     effective_at: datetime,
     idempotency_key: str | None = None,
     settlement_date: date | None = None,
     metadata: dict[str, Any] | None = None,
-    transaction_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
-    """Insert one balanced transaction with its entries and advance the user's chain.
-
-    The caller holds the chain and balance locks. The entry trigger moves cached balances; the
-    CHECK on them and the deferred zero-sum trigger are the database's own guarantees.
-    """
-    transaction_id = transaction_id or uuid.uuid4()
-    metadata = metadata or {}
-    entries = [
+    """Insert one balanced transaction with its entries and advance the user's chain, hashed
+    server-side (``ledger_append``). The caller holds the chain and balance locks."""
+    transaction_id = uuid.uuid4()
+    conn.execute(
+        "SELECT ledger_append(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
-            (user_ids if p.kind.is_user else broker_ids)[(p.asset, p.kind)],
-            str(p.asset),
-            p.amount,
-        )
-        for p in postings
-    ]
-    seq = chain.seq + 1
-    content = canonical_content(
-        transaction_id=transaction_id,
-        user_id=chain.user_id,
-        chain_seq=seq,
-        kind=kind,
-        idempotency_key=idempotency_key,
-        effective_at=effective_at,
-        settlement_date=settlement_date,
-        metadata=metadata,
-        entries=entries,
+            transaction_id,
+            user_id,
+            kind,
+            idempotency_key,
+            effective_at,
+            settlement_date,
+            Jsonb(metadata or {}),
+            [account_ids[(p.asset, p.kind)] for p in postings],
+            [str(p.asset) for p in postings],
+            [p.amount for p in postings],
+        ),
+        prepare=True,
     )
-    digest = chain_hash(chain.head, content)
-    with conn.cursor() as cur:
-        cur.execute(
-            "INSERT INTO ledger_transactions (id, user_id, chain_seq, kind, idempotency_key,"
-            " effective_at, settlement_date, metadata, prev_hash, hash)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                transaction_id,
-                chain.user_id,
-                seq,
-                kind,
-                idempotency_key,
-                effective_at,
-                settlement_date,
-                Jsonb(metadata),
-                chain.head,
-                digest,
-            ),
-        )
-        cur.executemany(
-            "INSERT INTO ledger_entries (transaction_id, account_id, asset, amount)"
-            " VALUES (%s, %s, %s, %s)",
-            [(transaction_id, *entry) for entry in entries],
-        )
-        cur.execute(
-            "UPDATE ledger_chains SET seq = %s, head = %s WHERE user_id = %s",
-            (seq, digest, chain.user_id),
-        )
-    chain.seq, chain.head = seq, digest
     return transaction_id

@@ -16,6 +16,9 @@ Holds are reservations booked as a memo pair (user ``cash_held``/``position_held
 A buy pays from settled cash first, then from unsettled sale proceeds; a sell delivers settled
 shares first, then unsettled ones. Settlement therefore moves, per fill, the *remaining* part of
 what the fill credited to an unsettled account (what was already spent needs no settling).
+
+The booking functions of migration 0003 (``ledger_place_hold``, ``ledger_book_fill`` …) apply
+this same arithmetic server-side, under the locks; settlement uses these rules directly.
 """
 
 from __future__ import annotations

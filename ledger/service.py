@@ -1,9 +1,11 @@
 """``Ledger``: the Python API the OMS and the HTTP router call. Sync psycopg.
 
-Each operation is one database transaction: claim the idempotency key, lock (in the order of
-``ledger.journal``), let the pure rules build the entries from the locked balances, append them
-to the user's hash chain, record the result under the key. Any error rolls everything back,
-the key included, so a refused request can be retried with the same key.
+Each operation is one database transaction and one statement: the arguments are validated
+here, then its PL/pgSQL function (migration 0003, called through ``ledger.journal.call``) claims
+the idempotency key, locks in the order of ``ledger.journal``, checks the funds, writes the
+entries and appends them to the user's hash chain. Any error rolls everything back, the key
+included, so a refused request can be retried with the same key. On a connection in autocommit
+mode that is one round trip per operation; inside a caller's transaction it is a savepoint.
 """
 
 from __future__ import annotations
@@ -15,23 +17,20 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, LiteralString
 from zoneinfo import ZoneInfo
 
 import psycopg
 import pyotp
 from psycopg import errors as pg_errors
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from ledger import journal, rules
 from ledger.calendar import ExchangeCalendar
 from ledger.errors import (
     InvalidAmountError,
-    InvalidTotpError,
-    JournalIntegrityError,
-    LedgerError,
     UnknownAccountError,
-    UnknownHoldError,
 )
 from ledger.money import USD, Asset, UserId, check_asset, check_cents, check_shares
 from ledger.rules import AccountKind, AssetBalances, Side, TransactionKind
@@ -180,6 +179,9 @@ class Ledger:
                 yield conn
 
     # -- the operations -------------------------------------------------------------------
+    #
+    # Each validates its arguments here, then books in one call of its server-side function
+    # (``ledger.journal``): key, locks, checks, entries and hash chain in one statement.
 
     def deposit(
         self,
@@ -192,23 +194,13 @@ class Ledger:
         """External bank → the user's settled cash."""
         amount = check_cents("amount", amount_cents)
         metadata = _check_metadata(metadata)
-
-        def book(conn: psycopg.Connection, chain: journal.Chain, locked: journal.LockedAccounts):
-            return Receipt(
-                self._append(
-                    conn,
-                    chain,
-                    locked,
-                    TransactionKind.DEPOSIT,
-                    rules.deposit(amount),
-                    idempotency_key,
-                    metadata=metadata,
-                ),
-                TransactionKind.DEPOSIT,
-            )
-
         request = {"amount": amount, "metadata": metadata}
-        return self._run(user_id, "deposit", request, idempotency_key, [USD], book)
+        return self._run(
+            user_id, "deposit", request, idempotency_key, [USD], journal.DEPOSIT,
+            lambda user, key, digest, _: (
+                user, key, digest, amount, Jsonb(metadata), self._clock(),
+            ),
+        )  # fmt: skip
 
     def withdraw(
         self,
@@ -221,30 +213,19 @@ class Ledger:
     ) -> Receipt:
         """The user's settled cash not held → external bank, with a valid TOTP code.
 
-        The code is checked after the funds under the locks, and is not part of the request
-        compared for idempotency: a retry carries a fresh code.
+        The code's verdict is raised after the funds check under the locks, and the code is
+        not part of the request compared for idempotency: a retry carries a fresh code.
         """
         amount = check_cents("amount", amount_cents)
         metadata = _check_metadata(metadata)
-
-        def book(conn: psycopg.Connection, chain: journal.Chain, locked: journal.LockedAccounts):
-            postings = rules.withdrawal(locked.id_of(USD), locked.of(USD), amount)
-            self._check_totp(conn, int(user_id), totp_code)
-            return Receipt(
-                self._append(
-                    conn,
-                    chain,
-                    locked,
-                    TransactionKind.WITHDRAWAL,
-                    postings,
-                    idempotency_key,
-                    metadata=metadata,
-                ),
-                TransactionKind.WITHDRAWAL,
-            )
-
         request = {"amount": amount, "metadata": metadata}
-        return self._run(user_id, "withdraw", request, idempotency_key, [USD], book)
+        return self._run(
+            user_id, "withdraw", request, idempotency_key, [USD], journal.WITHDRAW,
+            lambda user, key, digest, conn: (
+                user, key, digest, amount, Jsonb(metadata), self._clock(),
+                self._totp_problem(conn, user, totp_code),
+            ),
+        )  # fmt: skip
 
     def place_hold(
         self,
@@ -262,29 +243,13 @@ class Ledger:
         """
         asset = check_asset("asset", asset)
         amount = check_cents("amount", amount) if asset == USD else check_shares("amount", amount)
-
-        def book(conn: psycopg.Connection, chain: journal.Chain, locked: journal.LockedAccounts):
-            postings = rules.hold(locked.id_of(asset), asset, locked.of(asset), amount)
-            hold_id = uuid.uuid4()
-            conn.execute(
-                "INSERT INTO ledger_holds (id, user_id, asset, amount, remaining, order_id)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                (hold_id, int(user_id), asset, amount, amount, order_id),
-            )
-            metadata = {"hold_id": str(hold_id), "order_id": order_id}
-            tx = self._append(
-                conn,
-                chain,
-                locked,
-                TransactionKind.HOLD,
-                postings,
-                idempotency_key,
-                metadata=metadata,
-            )
-            return Receipt(tx, TransactionKind.HOLD, hold_id)
-
         request = {"asset": asset, "amount": amount, "order_id": order_id}
-        return self._run(user_id, "place_hold", request, idempotency_key, [asset], book)
+        return self._run(
+            user_id, "place_hold", request, idempotency_key, [asset], journal.PLACE_HOLD,
+            lambda user, key, digest, _: (
+                user, key, digest, asset, amount, order_id, self._clock(),
+            ),
+        )  # fmt: skip
 
     def release_hold(
         self,
@@ -294,27 +259,12 @@ class Ledger:
         idempotency_key: str,
     ) -> Receipt:
         """Give back what remains of a hold (the order was cancelled or is done)."""
-        asset = self._hold_asset(int(user_id), hold_id)
-
-        def book(conn: psycopg.Connection, chain: journal.Chain, locked: journal.LockedAccounts):
-            remaining = self._lock_hold(conn, int(user_id), hold_id, asset)
-            conn.execute("UPDATE ledger_holds SET remaining = 0 WHERE id = %s", (hold_id,))
-            postings = rules.release(asset, remaining)
-            if not postings:
-                raise UnknownHoldError(hold_id, int(user_id))
-            tx = self._append(
-                conn,
-                chain,
-                locked,
-                TransactionKind.HOLD_RELEASE,
-                postings,
-                idempotency_key,
-                metadata={"hold_id": str(hold_id)},
-            )
-            return Receipt(tx, TransactionKind.HOLD_RELEASE, hold_id)
-
         request = {"hold_id": str(hold_id)}
-        return self._run(user_id, "release_hold", request, idempotency_key, [asset], book)
+        # No accounts to ensure: a hold exists only where its accounts do.
+        return self._run(
+            user_id, "release_hold", request, idempotency_key, [], journal.RELEASE_HOLD,
+            lambda user, key, digest, _: (user, key, digest, hold_id, self._clock()),
+        )  # fmt: skip
 
     def book_fill(
         self,
@@ -346,50 +296,6 @@ class Ledger:
             raise InvalidAmountError("executed_at", executed_at, "must be timezone-aware")
         trade_date = self.calendar.trade_date(executed_at.astimezone(EXCHANGE_TZ).date())
         settles = self.calendar.settlement_date(trade_date)
-        hold_asset = USD if side is Side.BUY else symbol
-
-        def book(conn: psycopg.Connection, chain: journal.Chain, locked: journal.LockedAccounts):
-            remaining = 0
-            if hold_id is not None:
-                remaining = self._lock_hold(conn, int(user_id), hold_id, hold_asset)
-            plan = rules.fill(
-                locked.id_of(hold_asset),
-                symbol=symbol,
-                side=side,
-                quantity=quantity,
-                price_cents=price,
-                fee_cents=fee,
-                cash=locked.of(USD),
-                position=locked.of(symbol),
-                hold_remaining=remaining,
-            )
-            if hold_id is not None and plan.hold_consumed:
-                conn.execute(
-                    "UPDATE ledger_holds SET remaining = remaining - %s WHERE id = %s",
-                    (plan.hold_consumed, hold_id),
-                )
-            metadata = {
-                "symbol": symbol,
-                "side": side.value,
-                "quantity": quantity,
-                "price_cents": price,
-                "fee_cents": fee,
-                "trade_date": trade_date.isoformat(),
-                "hold_id": str(hold_id) if hold_id else None,
-            }
-            tx = self._append(
-                conn,
-                chain,
-                locked,
-                TransactionKind.FILL,
-                plan.postings,
-                idempotency_key,
-                metadata=metadata,
-                effective_at=executed_at,
-                settlement_date=settles,
-            )
-            return Receipt(tx, TransactionKind.FILL, hold_id, settles)
-
         request = {
             "symbol": symbol,
             "side": side.value,
@@ -399,7 +305,13 @@ class Ledger:
             "executed_at": executed_at.astimezone(UTC).isoformat(),
             "hold_id": str(hold_id) if hold_id else None,
         }
-        return self._run(user_id, "book_fill", request, idempotency_key, [USD, symbol], book)
+        return self._run(
+            user_id, "book_fill", request, idempotency_key, [USD, symbol], journal.BOOK_FILL,
+            lambda user, key, digest, _: (
+                user, key, digest, symbol, side.value, quantity, price, fee, executed_at,
+                trade_date, settles, hold_id,
+            ),
+        )  # fmt: skip
 
     def settle_due(self, as_of: date | None = None) -> SettleReport:
         """Move every fill due on or before ``as_of`` (default: today in New York) from
@@ -518,109 +430,46 @@ class Ledger:
         request: dict[str, Any],
         key: str,
         assets: list[Asset],
-        book: Callable[[psycopg.Connection, journal.Chain, journal.LockedAccounts], Receipt],
+        query: LiteralString,
+        params: Callable[[int, str, bytes, psycopg.Connection], tuple[Any, ...]],
     ) -> Receipt:
         user = int(user_id)
         key = _check_key(key)
         digest = journal.request_hash(operation, request)
-        assets = sorted(set(assets))
         with self._connection() as conn:
             try:
-                self._ensure(conn, user, assets)
-                with conn.transaction():
-                    original = journal.claim_key(conn, user, key, operation, digest)
-                    if original is not None:
-                        return Receipt.from_json(original)
-                    chain = journal.lock_chain(conn, user)
-                    locked = journal.lock_accounts(conn, user, assets)
-                    receipt = book(conn, chain, locked)
-                    journal.record_result(conn, user, key, receipt.to_json())
-            except LedgerError:
-                raise
+                self._ensure(conn, user, sorted(set(assets)))
             except pg_errors.ForeignKeyViolation as exc:
                 raise UnknownAccountError(user) from exc
-            except psycopg.errors.CheckViolation as exc:
-                raise JournalIntegrityError(exc.sqlstate, str(exc).strip()) from exc
-            except psycopg.DatabaseError as exc:
-                if exc.sqlstate and exc.sqlstate.startswith("TPL"):
-                    raise JournalIntegrityError(exc.sqlstate, str(exc).strip()) from exc
-                raise
-        return receipt
+            return Receipt.from_json(journal.call(conn, query, params(user, key, digest, conn)))
 
     def _ensure(self, conn: psycopg.Connection, user_id: int, assets: list[Asset]) -> None:
         missing = [a for a in assets if (user_id, a) not in self._known]
         if missing:
             journal.ensure_accounts(conn, user_id, missing)
             self._known.update((user_id, a) for a in missing)
-        if any((a, AccountKind.BROKER_STREET) not in self._broker_ids for a in assets):
-            with conn.transaction():
-                self._broker_ids.update(journal.broker_account_ids(conn, assets))
 
-    def _append(
-        self,
-        conn: psycopg.Connection,
-        chain: journal.Chain,
-        locked: journal.LockedAccounts,
-        kind: TransactionKind,
-        postings: list[rules.Posting],
-        key: str | None,
-        *,
-        metadata: dict[str, Any],
-        effective_at: datetime | None = None,
-        settlement_date: date | None = None,
-    ) -> uuid.UUID:
-        return journal.append(
-            conn,
-            chain,
-            kind=kind.value,
-            postings=postings,
-            user_ids=locked.ids,
-            broker_ids=self._broker_ids,
-            effective_at=effective_at or self._clock(),
-            idempotency_key=key,
-            settlement_date=settlement_date,
-            metadata=metadata,
-        )
-
-    def _hold_asset(self, user_id: int, hold_id: uuid.UUID) -> Asset:
-        with self._connection() as conn, conn.transaction():
+    def _totp_problem(self, conn: psycopg.Connection, user_id: int, code: str) -> str | None:
+        """Why ``code`` is refused, or ``None``; the withdrawal function raises the reason."""
+        if not isinstance(code, str) or not _TOTP_CODE.fullmatch(code):
+            return "expected a 6-digit code"
+        with conn.transaction():
             row = conn.execute(
-                "SELECT asset FROM ledger_holds WHERE id = %s AND user_id = %s",
-                (hold_id, user_id),
+                "SELECT secret FROM ledger_totp WHERE user_id = %s", (user_id,)
             ).fetchone()
         if row is None:
-            raise UnknownHoldError(hold_id, user_id)
-        return Asset(row[0])
-
-    @staticmethod
-    def _lock_hold(conn: psycopg.Connection, user_id: int, hold_id: uuid.UUID, asset: Asset) -> int:
-        row = conn.execute(
-            "SELECT remaining FROM ledger_holds WHERE id = %s AND user_id = %s AND asset = %s"
-            " FOR UPDATE",
-            (hold_id, user_id, asset),
-        ).fetchone()
-        if row is None:
-            raise UnknownHoldError(hold_id, user_id)
-        return row[0]
-
-    def _check_totp(self, conn: psycopg.Connection, user_id: int, code: str) -> None:
-        if not isinstance(code, str) or not _TOTP_CODE.fullmatch(code):
-            raise InvalidTotpError(user_id, "expected a 6-digit code")
-        row = conn.execute(
-            "SELECT secret FROM ledger_totp WHERE user_id = %s", (user_id,)
-        ).fetchone()
-        if row is None:
-            raise InvalidTotpError(user_id, "two-factor authentication is not enrolled")
+            return "two-factor authentication is not enrolled"
         # One step of drift either way: a code typed just as it rolled over still counts.
         if not pyotp.TOTP(row[0]).verify(code, for_time=self._clock(), valid_window=1):
-            raise InvalidTotpError(user_id, "wrong or expired code")
+            return "wrong or expired code"
+        return None
 
     def _settle_one(
         self, conn: psycopg.Connection, fill_id: uuid.UUID, user_id: int, settles: date
     ) -> int | None:
         """Settle one fill in the caller's transaction: 1 if a transaction was booked, 0 if
         nothing remained unsettled, ``None`` if it was settled already."""
-        chain = journal.lock_chain(conn, user_id)
+        journal.lock_chain(conn, user_id)
         # Under the chain lock: a concurrent job settling this fill has committed or not begun.
         if conn.execute(
             "SELECT 1 FROM ledger_settlements WHERE fill_id = %s", (fill_id,)
@@ -644,15 +493,15 @@ class Ledger:
             unsettled = {a: locked.of(a).unsettled for a in assets}
             postings = rules.settlement(credited, unsettled)
             if postings:
-                settlement_id = self._append(
+                settlement_id = journal.append(
                     conn,
-                    chain,
-                    locked,
-                    TransactionKind.SETTLEMENT,
-                    postings,
-                    None,
-                    metadata={"fill_id": str(fill_id)},
+                    user_id,
+                    kind=TransactionKind.SETTLEMENT.value,
+                    postings=postings,
+                    account_ids=locked.ids,
+                    effective_at=self._clock(),
                     settlement_date=settles,
+                    metadata={"fill_id": str(fill_id)},
                 )
         conn.execute(
             "INSERT INTO ledger_settlements (fill_id, settlement_id) VALUES (%s, %s)",

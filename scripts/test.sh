@@ -15,6 +15,15 @@ echo "== lint: ruff check and ruff format --check"
 echo "== services: installing what is missing"
 deploy/postgres/pg.sh ensure
 deploy/kafka/kafka.sh fetch
+# Debian's Chromium drives the market page's end-to-end test (headless, loopback only).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "   installing Chromium (apt-get install chromium)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "test: Chromium is missing (apt-get install chromium); the browser test will fail" >&2
+  fi
+fi
 
 if [ "$(id -u)" != 0 ]; then
   echo "test: the private network namespace needs root (CI runs as root); run: sudo make test" >&2

@@ -65,8 +65,14 @@ def create_app(
     pool: AsyncConnectionPool,
     registry: CollectorRegistry,
     health: Health,
+    stream_url: str | None = None,
+    token_secret: str | None = None,
 ) -> FastAPI:
-    """The HTTP API over an open connection pool, exposing the process's metrics and health."""
+    """The HTTP API over an open connection pool, exposing the process's metrics and health.
+
+    With ``stream_url`` (the WebSocket stream) and ``token_secret`` (``settings.token_secret``)
+    the market page at ``/`` can trade its API token for signed stream tokens.
+    """
     app = FastAPI(
         title="tickerplant",
         version=__version__,
@@ -74,9 +80,17 @@ def create_app(
         "issued by `tickerplant users add`.",
     )
     app.state.pool = pool
+    app.state.stream_url = stream_url
+    app.state.token_secret = token_secret
     from ledger.http import router as ledger_router  # local: ledger.http imports this module
 
     app.include_router(ledger_router)
+    from candles.http import router as candles_router  # local: candles.http imports this module
+
+    app.include_router(candles_router)
+    from tickerplant.web import mount_market_page  # local: tickerplant.web imports this module
+
+    mount_market_page(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> Response:

@@ -445,5 +445,22 @@ def fanout(
         raise _fail(exc) from exc
 
 
+@app.command()
+def candles() -> None:
+    """Roll bus trades into 1-second and 1-minute bars in PostgreSQL and md.bars."""
+    import signal
+    import threading
+
+    from candles.service import run_candles
+
+    stop = threading.Event()  # set from the signal handler; the dataflow runs in this thread
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        run_candles(state.settings, until=stop, announce=typer.echo)
+    except TickerplantError as exc:
+        raise _fail(exc) from exc
+
+
 if __name__ == "__main__":
     app()

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 import psycopg
 import uvicorn
 
+from candles.dataflow import BusBridge
+from candles.service import run_dataflow
 from exchange_sim import run_exchange_sim
 from fanout.auth import PoolAuthenticator
 from fanout.server import FanoutServer
@@ -70,6 +73,7 @@ class DemoInfo:
             f'{{"action":"auth","token":"{self.token}"}} then '
             '{"action":"subscribe","quotes":["*"],"trades":["*"]})',
             f"  demo user    {self.user} (role trader), token {self.token}",
+            f"  page         {self.api_url}/#token={self.token}  (live watchlist and chart)",
             "Press Ctrl-C to stop.",
         ]
 
@@ -179,9 +183,34 @@ async def run_demo(
         )
         await stream.start()
         stack.push_async_callback(stream.stop)
+        # Candles: the Bytewax dataflow runs on a worker thread and reaches the demo's bus
+        # through a bridge to this loop; bars go to PostgreSQL and md.bars (the stream).
+        candles_stop = threading.Event()
+        candles = asyncio.create_task(
+            asyncio.to_thread(
+                run_dataflow,
+                BusBridge(bus, loop=asyncio.get_running_loop()),
+                settings=settings,
+                dsn=dsn,
+                stop=candles_stop,
+            ),
+            name="candles",
+        )
+
+        async def stop_candles() -> None:
+            candles_stop.set()
+            await candles
+
+        stack.push_async_callback(stop_candles)
         progress = asyncio.create_task(_report_progress(ingest), name="demo-progress")
         stack.callback(progress.cancel)
-        app = create_app(pool=pool, registry=registry, health=health)
+        app = create_app(
+            pool=pool,
+            registry=registry,
+            health=health,
+            stream_url=stream.url,
+            token_secret=settings.token_secret,
+        )
         sock = _bind(settings.http.host, settings.http.port)
         server = _Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
         serving = asyncio.create_task(server.serve(sockets=[sock]))

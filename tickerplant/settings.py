@@ -109,6 +109,16 @@ class FanoutSettings(BaseModel):
     tls_key: Path | None = Field(None, description="PEM private key (default: in tls_cert)")
 
 
+class CandlesSettings(BaseModel):
+    """The candles dataflow: trades -> 1-second and 1-minute bars."""
+
+    allowed_lateness_s: float = Field(10.0, ge=0, description="late trades revise bars this long")
+    batch_size: int = Field(10_000, ge=1, description="bus records per source batch")
+    flush_interval_s: float = Field(1.0, gt=0, description="Bytewax epoch: snapshot and flush")
+    timeframes_s: tuple[int, ...] = Field((1, 60), description="bar widths computed, seconds")
+    recovery_dir: Path | None = Field(None, description="Bytewax recovery store; unset: none")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TP_",
@@ -136,6 +146,7 @@ class Settings(BaseSettings):
     conflate: ConflateSettings = ConflateSettings()
     fanout: FanoutSettings = FanoutSettings()
     exchange_sim: ExchangeSimSettings = ExchangeSimSettings()
+    candles: CandlesSettings = CandlesSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -39,6 +39,7 @@ def test_help_lists_every_subcommand_with_a_one_line_description():
         "users": "Users, roles and API tokens.",
         "fanout": "Serve conflated market data to WebSocket subscribers (the /v1/stream endpoint).",
         "ledger": "Ledger: reconcile balances, verify the audit chain, settle.",
+        "candles": "Roll bus trades into 1-second and 1-minute bars in PostgreSQL and md.bars.",
     }
 
 

@@ -382,3 +382,150 @@ def test_reconcile_reports_a_cached_balance_changed_behind_the_ledgers_back(ledg
     assert [(d.user_id, d.kind, d.cached, d.recomputed) for d in report.differences] == [
         (user, "cash_settled", 9999, 700)
     ]
+
+
+def test_verify_rebuilds_the_servers_hash_of_awkward_metadata(ledger, new_user, conn):
+    """Metadata with quotes, backslashes, control characters, non-ASCII text and keys of
+    several lengths is hashed by the database and verified by Python's rebuild of it."""
+    user = new_user()
+    metadata = {
+        "note": 'say "hi"\\ \n\t\x01 é € 𝄞',
+        "a": 1,
+        "zz": True,
+        "bb": None,
+        "reference": -(2**62),
+        "é": "",
+    }
+    receipt = ledger.deposit(user, 100, idempotency_key="odd", metadata=metadata)
+    with conn.transaction():
+        stored, form = conn.execute(
+            "SELECT metadata, hash_form FROM ledger_transactions WHERE id = %s",
+            (receipt.transaction_id,),
+        ).fetchone()
+    assert (stored, form) == (metadata, 2)
+    assert verify(conn).ok
+
+
+def test_a_chain_hashed_before_migration_3_still_verifies(ledger, new_user, conn):
+    """A transaction booked with hash form 1 (Python's compact JSON), followed by form-2 ones,
+    verifies; changing the form-1 row's amount is named 'altered'."""
+    from ledger.audit import GENESIS, canonical_content, chain_hash
+
+    user = new_user()
+    ledger.deposit(user, 1, idempotency_key="accounts")  # creates the accounts and chain
+    tx_id, at = uuid.uuid4(), datetime(2025, 1, 2, 15, tzinfo=UTC)
+    with conn.transaction():
+        # Rebuild the chain from scratch with a legacy row first.
+        conn.execute("SET LOCAL session_replication_role = replica")
+        conn.execute(
+            "DELETE FROM ledger_entries WHERE transaction_id IN"
+            " (SELECT id FROM ledger_transactions WHERE user_id = %s)",
+            (user,),
+        )
+        conn.execute("DELETE FROM ledger_transactions WHERE user_id = %s", (user,))
+        ids = dict(
+            conn.execute(
+                "SELECT kind, id FROM ledger_accounts WHERE (user_id = %s AND kind ="
+                " 'cash_settled') OR (user_id IS NULL AND asset = 'USD' AND kind = 'broker_bank')",
+                (user,),
+            ).fetchall()
+        )
+        entries = [(ids["broker_bank"], "USD", -500), (ids["cash_settled"], "USD", 500)]
+        content = canonical_content(
+            transaction_id=tx_id, user_id=user, chain_seq=1, kind="deposit",
+            idempotency_key=None, effective_at=at, settlement_date=None, metadata={},
+            entries=entries, form=1,
+        )  # fmt: skip
+        digest = chain_hash(GENESIS, content)
+        conn.execute(
+            "INSERT INTO ledger_transactions (id, user_id, chain_seq, kind, effective_at,"
+            " prev_hash, hash, hash_form) VALUES (%s, %s, 1, 'deposit', %s, %s, %s, 1)",
+            (tx_id, user, at, GENESIS, digest),
+        )
+        for account, asset, amount in entries:
+            conn.execute(
+                "INSERT INTO ledger_entries (transaction_id, account_id, asset, amount)"
+                " VALUES (%s, %s, %s, %s)",
+                (tx_id, account, asset, amount),
+            )
+        conn.execute(
+            "UPDATE ledger_chains SET seq = 1, head = %s WHERE user_id = %s", (digest, user)
+        )
+        conn.execute(
+            "UPDATE ledger_accounts SET balance = 500 WHERE id = %s", (ids["cash_settled"],)
+        )
+    ledger.deposit(user, 200, idempotency_key="after")
+    assert verify(conn).ok
+    with conn.transaction():
+        conn.execute("SET LOCAL session_replication_role = replica")
+        conn.execute(
+            "UPDATE ledger_entries SET amount = 600 WHERE transaction_id = %s AND amount = 500",
+            (tx_id,),
+        )
+    assert [(b.transaction_id, b.problem) for b in verify(conn).breaks] == [(tx_id, "altered")]
+
+
+def test_hold_errors_from_the_database_keep_their_classes_and_fields(ledger, new_user, conn):
+    """Releasing an unknown hold, or one already released, raises UnknownHoldError with its
+    id; a sell fee above the proceeds names the field; nothing is booked by either."""
+    from ledger import InvalidAmountError, UnknownHoldError
+
+    user = new_user()
+    ledger.deposit(user, 1000, idempotency_key="fund")
+    missing = uuid.uuid4()
+    with pytest.raises(UnknownHoldError) as caught:
+        ledger.release_hold(user, missing, idempotency_key="r0")
+    assert (caught.value.hold_id, caught.value.user_id) == (missing, user)
+    assert str(caught.value) == f"no open hold {missing} for user {user}"
+    hold = ledger.place_hold(user, asset="USD", amount=400, idempotency_key="h")
+    assert ledger.release_hold(user, hold.hold_id, idempotency_key="r1").hold_id == hold.hold_id
+    with pytest.raises(UnknownHoldError):
+        ledger.release_hold(user, hold.hold_id, idempotency_key="r2")
+    with pytest.raises(InvalidAmountError) as bad_fee:
+        ledger.book_fill(
+            user, symbol="AAPL", side="sell", quantity=1, price_cents=100, fee_cents=100,
+            executed_at=at(date(2025, 6, 12)), idempotency_key="s",
+        )  # fmt: skip
+    assert (bad_fee.value.field, bad_fee.value.reason) == (
+        "fee",
+        "must be less than the proceeds 100",
+    )
+    assert counts(conn) == (3, 6)
+    assert ledger.balances(user).cash == AssetBalances(1000, 0, 0)
+
+
+class CountingConnection(psycopg.Connection):
+    """Counts the statements sent through ``execute`` (the ledger's only path once warm)."""
+
+    statements = 0
+
+    def execute(self, *args, **kwargs):
+        type(self).statements += 1
+        return super().execute(*args, **kwargs)
+
+
+def test_each_operation_is_one_statement_on_an_autocommit_connection(migrated_dsn, new_user):
+    """Once a user's accounts exist, deposit, hold, fill and release each send one statement
+    (their own transaction in autocommit mode) and book exactly what they did before."""
+    user = new_user()
+    with CountingConnection.connect(migrated_dsn, autocommit=True) as c:
+        ledger = Ledger.over_connection(c)
+        ledger.deposit(user, 100000, idempotency_key="warm")
+        ledger.book_fill(
+            user, symbol="AAPL", side="buy", quantity=1, price_cents=100,
+            executed_at=at(date(2025, 6, 12)), idempotency_key="warm-fill",
+        )  # fmt: skip
+        CountingConnection.statements = 0
+        ledger.deposit(user, 100, idempotency_key="d")
+        hold = ledger.place_hold(user, asset="USD", amount=10100, idempotency_key="h")
+        ledger.book_fill(
+            user, symbol="AAPL", side="buy", quantity=10, price_cents=1000, fee_cents=100,
+            executed_at=at(date(2025, 6, 12)), idempotency_key="f", hold_id=hold.hold_id,
+        )  # fmt: skip
+        ledger.place_hold(user, asset="USD", amount=50, idempotency_key="h2")
+        again = ledger.place_hold(user, asset="USD", amount=50, idempotency_key="h2")
+        assert CountingConnection.statements == 5
+        assert c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert ledger.balances(user).cash == AssetBalances(89900, 0, 50)
+        assert again.hold_id is not None
+        assert reconcile(c).ok and verify(c).ok

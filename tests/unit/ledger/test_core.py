@@ -215,3 +215,15 @@ def test_every_fill_balances_per_asset_and_never_overdraws(
         if p.kind.is_user:
             after[(p.asset, p.kind)] += p.amount
     assert min(after.values()) >= 0
+
+
+def test_jsonb_text_orders_keys_and_escapes_as_postgresql_prints_jsonb():
+    """Keys by UTF-8 length then bytes, ', ' and ': ' separators, PostgreSQL's string escapes:
+    the text `SELECT '<doc>'::jsonb::text` prints for the same document."""
+    from ledger.audit import jsonb_text
+
+    document = {"seq": 12, "id": 'a"b\\c\n\x01é€', "kind": None, "x": True, "aa": {"b": 1, "a": []}}
+    assert jsonb_text(document) == (
+        '{"x": true, "aa": {"a": [], "b": 1}, "id": "a\\"b\\\\c\\n\\u0001é€", "seq": 12,'
+        ' "kind": null}'
+    )

@@ -1,0 +1,81 @@
+"""``tickerplant candles``: run the candles dataflow on the configured bus and database."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from bytewax.recovery import RecoveryConfig
+from bytewax.testing import run_main
+
+from candles.dataflow import BarBusSink, BusBridge, BusSource, build_flow
+from tickerplant.bus import make_bus
+from tickerplant.db import migrate, resolve_database_url
+from tickerplant.settings import Settings
+from tickerplant.topics import MD_BARS, MD_TRADES
+
+__all__ = ["run_candles", "run_dataflow"]
+
+logger = logging.getLogger(__name__)
+
+
+def run_dataflow(
+    bridge: BusBridge,
+    *,
+    settings: Settings,
+    dsn: str,
+    stop: threading.Event,
+    announce: Callable[[str], None] = logger.info,
+) -> None:
+    """Run the dataflow over a started bus (reached through ``bridge``) until ``stop`` is set.
+
+    Blocks this thread; the demo runs it on a worker thread with a bridge to its own loop.
+    """
+    c = settings.candles
+    for topic in (MD_TRADES, MD_BARS):
+        bridge.run(bridge.bus.create_topic(topic))
+    source = BusSource(bridge, MD_TRADES, batch_size=c.batch_size, stop=stop)
+    flow = build_flow(
+        source,
+        dsn=dsn,
+        bars_sink=BarBusSink(bridge, MD_BARS),
+        allowed_lateness_s=c.allowed_lateness_s,
+        timeframes_s=c.timeframes_s,
+    )
+    recovery = RecoveryConfig(str(Path(c.recovery_dir))) if c.recovery_dir else None
+    announce(f"candles: {MD_TRADES} -> bars {c.timeframes_s}s -> PostgreSQL and {MD_BARS}")
+    run_main(flow, epoch_interval=timedelta(seconds=c.flush_interval_s), recovery_config=recovery)
+
+
+def run_candles(
+    settings: Settings,
+    *,
+    until: Callable[[], None] | threading.Event,
+    dsn: str | None = None,
+    announce: Callable[[str], None] = logger.info,
+) -> None:
+    """Run the dataflow (one worker, in this thread) until ``until`` is set or returns.
+
+    ``until`` is an Event, or a blocking callable run in a helper thread (e.g. waiting for
+    a stop signal). Recovery is on when ``settings.candles.recovery_dir`` is set: it must
+    have been initialised with ``python -m bytewax.recovery DIR 1``.
+    """
+    embedded = None
+    if dsn is None:
+        dsn, embedded = resolve_database_url(settings)
+    migrate(dsn)
+    stop = until if isinstance(until, threading.Event) else threading.Event()
+    if not isinstance(until, threading.Event):
+        threading.Thread(target=lambda: (until(), stop.set()), daemon=True).start()
+    bridge = BusBridge(make_bus(settings))
+    try:
+        bridge.run(bridge.bus.start())
+        run_dataflow(bridge, settings=settings, dsn=dsn, stop=stop, announce=announce)
+    finally:
+        bridge.run(bridge.bus.close())
+        bridge.close()
+        if embedded is not None:
+            embedded.stop()

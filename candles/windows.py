@@ -1,0 +1,173 @@
+"""Event-time tumbling windows of one symbol: trades in, closed and revised bars out.
+
+Pure: no I/O, no clock; time is the trades' exchange time (epoch ns). One
+``SymbolWindows`` per symbol holds every width (1 s and 1 min by default).
+
+Time model (two marks, both per symbol):
+
+- the *frontier* is the largest exchange time seen (trades and broken-trade notices);
+- the *watermark* is ``frontier - allowed_lateness``.
+
+A bar ``[start, end)`` *closes* — it is emitted as final (``revised=False``) — as soon as the
+frontier reaches its end, i.e. the first trade at or after ``end`` arrives. It stays revisable
+until the watermark passes its end: a late trade with ``watermark ≤ time < frontier`` joins its
+bar, and an already closed bar is emitted again as an *updated bar* (``revised=True``). A
+trade older than the watermark is too late: it is counted in ``stats.too_late`` (the caller
+logs and exports the count), never applied, never silently dropped. (Closing at the
+frontier rather than at the watermark is what lets quants get a bar right after its minute
+and still have late prints reflected, as Alpaca's ``bars`` / ``updatedBars`` do.)
+
+A broken trade (``TRADE_KIND_BROKEN``) names the match number it cancels. The windows remember
+the exchange time of every trade whose bars are still revisable, find the bars holding the
+broken trade, take it out and emit the revisions; a bar whose every trade was broken is
+emitted *withdrawn* (``trade_count == 0``). A break of a trade no longer remembered is
+counted in ``stats.unmatched_breaks``.
+
+A quiet symbol's last bar closes at that symbol's next trade, or at ``flush()`` (end of
+input in a backfill or test). Intervals without trades have no bar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from candles.bars import Bar, BarAccumulator
+
+__all__ = ["DEFAULT_TIMEFRAMES_S", "SymbolWindows", "WindowStats"]
+
+NS = 1_000_000_000
+DEFAULT_TIMEFRAMES_S = (1, 60)
+
+
+@dataclass(slots=True)
+class WindowStats:
+    trades: int = 0
+    too_late: int = 0
+    breaks: int = 0
+    unmatched_breaks: int = 0
+    revisions: int = 0
+
+
+@dataclass(slots=True)
+class SymbolWindows:
+    """Open and revisable bars of one symbol, for every width in ``timeframes_s``."""
+
+    symbol: str
+    allowed_lateness_ns: int = 10 * NS
+    timeframes_s: tuple[int, ...] = DEFAULT_TIMEFRAMES_S
+    frontier_ns: int = -(1 << 62)
+    stats: WindowStats = field(default_factory=WindowStats)
+    # (width_ns, start_ns) -> trades of that bar, open or closed-but-revisable.
+    bars: dict[tuple[int, int], BarAccumulator] = field(default_factory=dict)
+    # Keys of ``bars`` already emitted (closed); the others are still open.
+    closed: set[tuple[int, int]] = field(default_factory=set)
+    # match number -> exchange time, for the trades still in ``bars``.
+    matches: dict[int, int] = field(default_factory=dict)
+    # The earliest frontier at which ``_advance`` has something to close or forget.
+    next_check_ns: int = 1 << 62
+
+    @property
+    def watermark_ns(self) -> int:
+        return self.frontier_ns - self.allowed_lateness_ns
+
+    def on_trades(self, trades: list[tuple[int, int, int, int, int, bool]]) -> list[Bar]:
+        """Apply ``(exchange_ts_ns, seq, price, size, match_number, broken)`` in feed order.
+
+        Returns the bars to publish, in order: each bar that closed, then each closed bar
+        that changed (once per call, however many trades changed it).
+        """
+        out: list[Bar] = []
+        dirty: dict[tuple[int, int], None] = {}
+        for ts_ns, seq, price, size, match_number, broken in trades:
+            if broken:
+                self._break(match_number, dirty)
+            elif ts_ns < self.watermark_ns:
+                self.stats.too_late += 1
+                continue
+            else:
+                self.stats.trades += 1
+                for width_s in self.timeframes_s:
+                    width = width_s * NS
+                    key = (width, ts_ns - ts_ns % width)
+                    acc = self.bars.get(key)
+                    if acc is None:
+                        acc = self.bars[key] = BarAccumulator(key[1], key[1] + width)
+                        self.next_check_ns = min(self.next_check_ns, key[1] + width)
+                    acc.add(ts_ns, seq, price, size, match_number)
+                    if key in self.closed or key[1] + width <= self.frontier_ns:
+                        # A closed bar changed, or a late trade opened a bar whose interval
+                        # had already closed without trades: either way an updated bar.
+                        self.closed.add(key)
+                        dirty[key] = None
+                if match_number:
+                    self.matches[match_number] = ts_ns
+            if ts_ns > self.frontier_ns:
+                self.frontier_ns = ts_ns
+                if ts_ns >= self.next_check_ns:
+                    self._advance(out, dirty)
+        for key in dirty:
+            acc = self.bars.get(key)
+            if acc is not None and key in self.closed:
+                self.stats.revisions += 1
+                out.append(acc.to_bar(self.symbol, revised=True))
+                if not acc:  # withdrawn: nothing left to revise
+                    self._forget(key)
+        return out
+
+    def _break(self, match_number: int, dirty: dict[tuple[int, int], None]) -> None:
+        self.stats.breaks += 1
+        ts_ns = self.matches.pop(match_number, None) if match_number else None
+        if ts_ns is None:
+            self.stats.unmatched_breaks += 1
+            return
+        for width_s in self.timeframes_s:
+            width = width_s * NS
+            key = (width, ts_ns - ts_ns % width)
+            acc = self.bars.get(key)
+            if acc is None or not acc.remove(match_number):
+                continue
+            if key in self.closed:
+                dirty[key] = None
+            elif not acc:
+                del self.bars[key]  # an open bar that lost its only trade never existed
+
+    def _advance(self, out: list[Bar], dirty: dict[tuple[int, int], None]) -> None:
+        """Close the bars the frontier reached; forget those the watermark passed."""
+        frontier, watermark = self.frontier_ns, self.watermark_ns
+        lateness = self.allowed_lateness_ns
+        next_check = 1 << 62
+        for key in sorted(self.bars, key=lambda k: (k[1] + k[0], k[0])):
+            width, start = key
+            end = start + width
+            if end > frontier:
+                next_check = min(next_check, end)
+                continue
+            if key not in self.closed:
+                self.closed.add(key)
+                out.append(self.bars[key].to_bar(self.symbol, revised=False))
+            if end <= watermark and key not in dirty:
+                self._forget(key)
+            else:  # a dirty bar publishes its last revision before it is forgotten
+                next_check = min(next_check, end + lateness if end > watermark else frontier + 1)
+        self.next_check_ns = next_check
+
+    def _forget(self, key: tuple[int, int]) -> None:
+        acc = self.bars.pop(key)
+        self.closed.discard(key)
+        if key[0] == max(self.timeframes_s) * NS:
+            # The widest bar is forgotten last: its trades' matches are no longer breakable.
+            for trade in acc.trades:
+                self.matches.pop(trade[4], None)
+
+    def flush(self) -> list[Bar]:
+        """End of input: close every open bar (final), forget everything."""
+        out = [
+            self.bars[key].to_bar(self.symbol, revised=False)
+            for key in sorted(self.bars, key=lambda k: (k[1] + k[0], k[0]))
+            if key not in self.closed and self.bars[key]
+        ]
+        self.bars.clear()
+        self.closed.clear()
+        self.matches.clear()
+        self.next_check_ns = 1 << 62
+        return out
