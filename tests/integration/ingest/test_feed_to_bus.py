@@ -13,10 +13,12 @@ import random
 import pytest
 
 from exchange_sim import run_exchange_sim
+from ingest.sequencer import GapRecoverer
 from ingest.service import FeedIngest
 from normalize.itchfile import iter_messages
 from normalize.normalizer import Normalizer, batch_records
 from normalize.proto import marketdata_pb2 as pb
+from tickerplant.bus import MemoryBus
 from tickerplant.settings import ExchangeSimSettings, FeedSettings, Settings
 from tickerplant.topics import MD_QUOTES, MD_STATUS, MD_TRADES
 
@@ -102,3 +104,53 @@ async def test_the_consumer_gets_exactly_the_loss_free_events_despite_loss_dups_
         f"\n  {MESSAGES} messages, {stats.dropped_packets} packets dropped, "
         f"{recovery.gaps} gaps recovered: {trades} trades, {quotes} quotes identical"
     )
+
+
+async def test_with_the_rerequest_server_down_every_symbol_is_marked_stale_on_the_bus(
+    private_netns, tmp_path
+):
+    """Drops with no retransmission: a FEED_STALE status per announced symbol reaches md.status,
+    naming the lost range, and no quote for a stale symbol follows it."""
+    rng = random.Random()
+    settings = Settings(
+        feed=FeedSettings(
+            port=rng.randrange(20_000, 30_000), rerequest_port=rng.randrange(30_000, 40_000)
+        ),
+        exchange_sim=ExchangeSimSettings(symbols=5, seed=3, session="TPTEST0002"),
+    )
+    bus = MemoryBus(partitions=1)
+    await bus.start()
+    for topic in (MD_TRADES, MD_QUOTES, MD_STATUS):
+        await bus.create_topic(topic, 1)
+    subscription = await bus.subscribe([MD_QUOTES, MD_STATUS], start="latest")
+    normalizer = Normalizer(midnight_ns=MIDNIGHT_NS, session="TPTEST0002")
+    recoverer = GapRecoverer(request_timeout_ns=50_000_000, max_retries=1)
+    ingest = FeedIngest(settings.feed, bus, normalizer, recoverer=recoverer)
+    await ingest.start()
+    try:
+        async with asyncio.timeout(60):
+            await run_exchange_sim(
+                settings=settings,
+                messages=5_000,
+                speed=0,
+                drop_rate=0.05,
+                rerequest=False,
+                linger=0.5,
+            )
+            while ingest.pipeline.stats.end_of_session == 0:
+                await asyncio.sleep(0.05)
+    finally:
+        await ingest.stop()
+    events = []
+    while batch := await subscription.next_batch(timeout=0.5):
+        for r in batch:
+            for event in pb.EventBatch.FromString(r.value).events:
+                events.append(getattr(event, event.WhichOneof("payload")))
+    await bus.close()
+
+    stale = [e for e in events if isinstance(e, pb.Status) and e.kind == pb.STATUS_KIND_FEED_STALE]
+    assert ingest.pipeline.recoverer.stats.unrecoverable > 0
+    assert sorted(s.symbol for s in stale) == sorted(normalizer.symbols().values())
+    assert all(s.reason.endswith("of session TPTEST0002 could not be recovered") for s in stale)
+    first_stale = events.index(stale[0])
+    assert not [e for e in events[first_stale:] if isinstance(e, pb.Quote)]
