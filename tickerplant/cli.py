@@ -462,5 +462,72 @@ def candles() -> None:
         raise _fail(exc) from exc
 
 
+@app.command()
+def backfill(
+    itch_file: Annotated[Path, typer.Argument(help="An ITCH 5.0 file (.gz read as such).")],
+    session_date: Annotated[
+        str | None, typer.Option("--date", help="Session date (default: from the file name).")
+    ] = None,
+) -> None:
+    """Load a whole ITCH file's bars into PostgreSQL via the live candles code."""
+    from candles.backfill import backfill_file
+    from tickerplant.db import migrate
+
+    if not itch_file.is_file():
+        raise typer.BadParameter(f"no such file: {itch_file}", param_hint="ITCH_FILE")
+    day = _session_date(session_date, path=itch_file)
+    c = state.settings.candles
+    started = time.perf_counter()
+    try:
+        with _database() as dsn:
+            migrate(dsn)
+            stats = backfill_file(
+                itch_file,
+                dsn,
+                session_date=day,
+                allowed_lateness_s=c.allowed_lateness_s,
+                timeframes_s=c.timeframes_s,
+            )
+    except TickerplantError as exc:
+        raise _fail(exc) from exc
+    elapsed = time.perf_counter() - started
+    typer.echo(
+        f"{stats.messages} messages -> {stats.trades} trades of {stats.symbols} symbols -> "
+        f"{stats.bars_written} bars written, {stats.bars_withdrawn} withdrawn "
+        f"in {elapsed:.1f}s ({stats.messages / max(elapsed, 1e-9):,.0f} msgs/s); "
+        f"{stats.too_late} too late, {stats.unmatched_breaks} unmatched breaks"
+    )
+
+
+@app.command()
+def archive(
+    session_date: Annotated[str, typer.Option("--date", help="The session day, e.g. 2024-11-20.")],
+    out: Annotated[Path, typer.Option(help="Directory for trades/, quotes/ and bars/.")],
+    itch: Annotated[
+        Path | None,
+        typer.Option(help="The day's ITCH file: trades and quotes (not kept in the database)."),
+    ] = None,
+) -> None:
+    """Archive a day's trades, quotes and bars as Parquet partitioned by date/symbol."""
+    from candles.archive import archive_day
+    from tickerplant.db import migrate
+
+    if itch is not None and not itch.is_file():
+        raise typer.BadParameter(f"no such file: {itch}", param_hint="--itch")
+    day = _session_date(session_date)
+    try:
+        with _database() as dsn:
+            migrate(dsn)
+            stats = archive_day(dsn, day, out, itch_file=itch)
+    except TickerplantError as exc:
+        raise _fail(exc) from exc
+    typer.echo(
+        f"archived {day}: {stats.trades} trades, {stats.quotes} quotes, {stats.bars} bars "
+        f"of {stats.symbols} symbols under {out}"
+    )
+    if itch is None:
+        typer.echo("no --itch file: trades and quotes not archived (the database keeps bars only)")
+
+
 if __name__ == "__main__":
     app()

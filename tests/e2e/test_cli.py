@@ -40,6 +40,8 @@ def test_help_lists_every_subcommand_with_a_one_line_description():
         "fanout": "Serve conflated market data to WebSocket subscribers (the /v1/stream endpoint).",
         "ledger": "Ledger: reconcile balances, verify the audit chain, settle.",
         "candles": "Roll bus trades into 1-second and 1-minute bars in PostgreSQL and md.bars.",
+        "backfill": "Load a whole ITCH file's bars into PostgreSQL via the live candles code.",
+        "archive": "Archive a day's trades, quotes and bars as Parquet partitioned by date/symbol.",
     }
 
 
