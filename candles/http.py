@@ -33,7 +33,7 @@ from candles.query import (
     encode_page_token,
     parse_timeframe,
 )
-from tickerplant.api import current_user
+from tickerplant.auth import current_user
 from tickerplant.identity import User
 
 __all__ = ["bars_table", "router"]

@@ -26,7 +26,7 @@ from ledger.errors import (
 from ledger.money import USD, format_usd, parse_usd
 from ledger.rules import AssetBalances
 from ledger.service import Activity, Ledger, Receipt
-from tickerplant.api import current_user
+from tickerplant.auth import current_user
 from tickerplant.identity import User
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])

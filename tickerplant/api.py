@@ -1,63 +1,24 @@
 """The composed HTTP app: health, metrics, identity; components mount their routers here.
 
-Every request under ``/v1`` (but the open ones) carries ``Authorization: Bearer <token>``,
-the same token that authenticates WebSocket clients. Tokens are looked up by hash through
-``tickerplant.identity``; a missing or unknown token is a 401 with a message saying which.
+Authentication (bearer tokens, roles) lives in ``tickerplant.auth``, which the routers use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from psycopg_pool import AsyncConnectionPool
 
+from candles.http import router as candles_router
+from ledger.http import router as ledger_router
 from tickerplant import __version__
-from tickerplant.identity import Role, User, authenticate_async
+from tickerplant.auth import current_user
+from tickerplant.identity import User
 from tickerplant.observability import Health, health_response
-
-
-async def current_user(request: Request) -> User:
-    """The user whose bearer token authenticates this request, else 401."""
-    header = request.headers.get("authorization")
-    if not header:
-        raise HTTPException(
-            401,
-            "missing Authorization header: send 'Authorization: Bearer <token>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(
-            401,
-            "Authorization header must be 'Bearer <token>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    pool: AsyncConnectionPool = request.app.state.pool
-    async with pool.connection() as conn:
-        user = await authenticate_async(conn, token.strip())
-    if user is None:
-        raise HTTPException(
-            401,
-            "invalid or revoked token",
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        )
-    return user
-
-
-def require_role(*roles: Role) -> Callable[..., Coroutine[Any, Any, User]]:
-    """A dependency that lets through only users holding one of ``roles`` (403 otherwise)."""
-    allowed = ", ".join(role.value for role in roles)
-
-    async def dependency(user: Annotated[User, Depends(current_user)]) -> User:
-        if user.role not in roles:
-            raise HTTPException(403, f"role {user.role.value!r} may not do this; needs {allowed}")
-        return user
-
-    return dependency
+from tickerplant.web import mount_market_page
 
 
 def create_app(
@@ -82,14 +43,8 @@ def create_app(
     app.state.pool = pool
     app.state.stream_url = stream_url
     app.state.token_secret = token_secret
-    from ledger.http import router as ledger_router  # local: ledger.http imports this module
-
     app.include_router(ledger_router)
-    from candles.http import router as candles_router  # local: candles.http imports this module
-
     app.include_router(candles_router)
-    from tickerplant.web import mount_market_page  # local: tickerplant.web imports this module
-
     mount_market_page(app)
 
     @app.get("/healthz", include_in_schema=False)

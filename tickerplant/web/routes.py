@@ -21,7 +21,7 @@ from starlette.types import Scope
 
 from fanout.auth import issue_stream_token
 from fanout.protocol import rfc3339
-from tickerplant.api import current_user
+from tickerplant.auth import current_user
 from tickerplant.identity import User
 
 __all__ = ["STREAM_TOKEN_TTL_S", "WEB_DIR", "mount_market_page", "router"]

@@ -8,7 +8,8 @@ import httpx
 import pytest
 from fastapi import Depends
 
-from tickerplant.api import create_app, require_role
+from tickerplant.api import create_app
+from tickerplant.auth import require_role
 from tickerplant.db import connect, open_async_pool
 from tickerplant.identity import Role, create_user, revoke_token
 from tickerplant.observability import Health, new_registry
