@@ -29,24 +29,36 @@ def run_dataflow(
     dsn: str,
     stop: threading.Event,
     announce: Callable[[str], None] = logger.info,
+    trades_topic: str = MD_TRADES,
+    bars_topic: str = MD_BARS,
+    until_end: bool = False,
 ) -> None:
     """Run the dataflow over a started bus (reached through ``bridge``) until ``stop`` is set.
 
     Blocks this thread; the demo runs it on a worker thread with a bridge to its own loop.
+    ``until_end``: stop (and close every open bar) once ``trades_topic`` is read up to the
+    end it had at start-up — a backfill, or the last run of a recovery test.
+
+    With recovery, the source's offsets and the windows' state are snapshotted at the same
+    epoch boundaries into the one recovery store, every ``flush_interval_s``; a restart
+    resumes both from the last epoch committed there, so offsets are never committed to
+    Kafka separately (no consumer group).
     """
     c = settings.candles
-    for topic in (MD_TRADES, MD_BARS):
+    for topic in (trades_topic, bars_topic):
         bridge.run(bridge.bus.create_topic(topic))
-    source = BusSource(bridge, MD_TRADES, batch_size=c.batch_size, stop=stop)
+    source = BusSource(
+        bridge, trades_topic, batch_size=c.batch_size, until_end=until_end, stop=stop
+    )
     flow = build_flow(
         source,
         dsn=dsn,
-        bars_sink=BarBusSink(bridge, MD_BARS),
+        bars_sink=BarBusSink(bridge, bars_topic),
         allowed_lateness_s=c.allowed_lateness_s,
         timeframes_s=c.timeframes_s,
     )
     recovery = RecoveryConfig(str(Path(c.recovery_dir))) if c.recovery_dir else None
-    announce(f"candles: {MD_TRADES} -> bars {c.timeframes_s}s -> PostgreSQL and {MD_BARS}")
+    announce(f"candles: {trades_topic} -> bars {c.timeframes_s}s -> PostgreSQL and {bars_topic}")
     run_main(flow, epoch_interval=timedelta(seconds=c.flush_interval_s), recovery_config=recovery)
 
 
@@ -56,12 +68,16 @@ def run_candles(
     until: Callable[[], None] | threading.Event,
     dsn: str | None = None,
     announce: Callable[[str], None] = logger.info,
+    trades_topic: str = MD_TRADES,
+    bars_topic: str = MD_BARS,
+    until_end: bool = False,
 ) -> None:
     """Run the dataflow (one worker, in this thread) until ``until`` is set or returns.
 
     ``until`` is an Event, or a blocking callable run in a helper thread (e.g. waiting for
     a stop signal). Recovery is on when ``settings.candles.recovery_dir`` is set: it must
-    have been initialised with ``python -m bytewax.recovery DIR 1``.
+    have been initialised with ``python -m bytewax.recovery DIR 1``. The topics and
+    ``until_end`` are as for :func:`run_dataflow`.
     """
     embedded = None
     if dsn is None:
@@ -73,7 +89,16 @@ def run_candles(
     bridge = BusBridge(make_bus(settings))
     try:
         bridge.run(bridge.bus.start())
-        run_dataflow(bridge, settings=settings, dsn=dsn, stop=stop, announce=announce)
+        run_dataflow(
+            bridge,
+            settings=settings,
+            dsn=dsn,
+            stop=stop,
+            announce=announce,
+            trades_topic=trades_topic,
+            bars_topic=bars_topic,
+            until_end=until_end,
+        )
     finally:
         bridge.run(bridge.bus.close())
         bridge.close()
