@@ -32,7 +32,7 @@ from ingest.sequencer import GapRecoverer
 from normalize.fast import FastNormalizer, make_normalizer
 from normalize.normalizer import LocateShard, Normalizer
 from normalize.session import midnight_ns
-from tickerplant.bus import Bus, make_bus
+from tickerplant.bus import Bus, BusError, make_bus
 from tickerplant.observability import Health, MetricsServer, new_registry
 from tickerplant.settings import FeedSettings, Settings
 from tickerplant.topics import MD_QUOTES, MD_STATUS, MD_TRADES
@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 # How often re-request timeouts are checked when no packet arrives.
 _TIMER_INTERVAL_S = 0.01
+# How long a stopping process keeps retrying a failing bus before it gives up on a batch.
+_STOP_PUBLISH_GRACE_S = 10.0
 
 
 def tune_gc_for_latency() -> None:
@@ -146,6 +148,7 @@ class FeedIngest:
         self._tasks: list[asyncio.Task] = []
         self._stopping = asyncio.Event()
         self._last_datagram_mono_ns: int | None = None
+        self._publish_problem: str | None = None
         self.published = 0
         self.metrics = IngestMetrics(self.pipeline, shard)
         self._latency = Histogram(
@@ -197,7 +200,10 @@ class FeedIngest:
         self._tasks.clear()
 
     def health_problem(self, *, silence_s: float = 5.0) -> str | None:
-        """A reason to report unhealthy: no datagram (not even a heartbeat) for ``silence_s``."""
+        """A reason to report unhealthy: the bus refuses records, or no datagram (not even a
+        heartbeat) for ``silence_s``."""
+        if self._publish_problem is not None:
+            return self._publish_problem
         last = self._last_datagram_mono_ns
         if last is None:
             return "no datagram received from the feed yet"
@@ -234,6 +240,39 @@ class FeedIngest:
                 if records:
                     self._queue.put_nowait((time.monotonic_ns(), records))
 
+    async def _publish(self, topic: str, items: list[tuple[bytes, bytes]]) -> None:
+        """Publish, retrying with backoff while the bus fails: records wait, never dropped.
+
+        A failed ``publish_many`` may have written part of the batch, so a retry can
+        duplicate records (at-least-once). Once ``stop()`` was called, a bus that keeps
+        failing for ``_STOP_PUBLISH_GRACE_S`` makes the batch count as lost, logged.
+        """
+        delay = 0.1
+        failing_since: float | None = None
+        while True:
+            try:
+                self.published += await self._bus.publish_many(topic, items)
+            except BusError as exc:
+                now = time.monotonic()
+                if failing_since is None:
+                    failing_since = now
+                    logger.error(
+                        "publishing %d records to %s failed: %s; retrying", len(items), topic, exc
+                    )
+                self._publish_problem = f"publishing to {topic} failing: {exc}"
+                if self._stopping.is_set() and now - failing_since > _STOP_PUBLISH_GRACE_S:
+                    logger.error(
+                        "gave up publishing %d records to %s at shutdown", len(items), topic
+                    )
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if failing_since is not None:
+                logger.info("publishing to %s recovered", topic)
+            self._publish_problem = None
+            return
+
     async def _publish_loop(self) -> None:
         """Publish queued records in order, one ``publish_many`` per topic per drain."""
         while True:
@@ -251,7 +290,7 @@ class FeedIngest:
                 for topic, key, value in records:
                     by_topic.setdefault(topic, []).append((key, value))
             for topic, items in by_topic.items():
-                self.published += await self._bus.publish_many(topic, items)
+                await self._publish(topic, items)
             done = time.monotonic_ns()
             for received, _ in batch:
                 self._latency.observe((done - received) / 1e9)

@@ -18,7 +18,7 @@ from ingest.service import FeedIngest
 from normalize.itchfile import iter_messages
 from normalize.normalizer import Normalizer, batch_records
 from normalize.proto import marketdata_pb2 as pb
-from tickerplant.bus import MemoryBus
+from tickerplant.bus import MemoryBus, PublishError
 from tickerplant.settings import ExchangeSimSettings, FeedSettings, Settings
 from tickerplant.topics import MD_QUOTES, MD_STATUS, MD_TRADES
 
@@ -154,3 +154,63 @@ async def test_with_the_rerequest_server_down_every_symbol_is_marked_stale_on_th
     assert all(s.reason.endswith("of session TPTEST0002 could not be recovered") for s in stale)
     first_stale = events.index(stale[0])
     assert not [e for e in events[first_stale:] if isinstance(e, pb.Quote)]
+
+
+class RefusingBus(MemoryBus):
+    """A real in-memory bus whose first ``refusals`` publishes fail, as a down broker's do."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__(partitions=1)
+        self.refusals = refusals
+
+    async def publish_many(self, topic, records):
+        if self.refusals > 0:
+            self.refusals -= 1
+            records = list(records)
+            raise PublishError(topic, len(records), len(records), "broker unavailable")
+        return await super().publish_many(topic, records)
+
+
+async def test_records_wait_while_the_bus_refuses_them_and_none_is_lost(private_netns, tmp_path):
+    """The first 3 publishes fail: ingest reports unhealthy, retries, and the consumer still
+    gets exactly the loss-free events."""
+    rng = random.Random()
+    settings = Settings(
+        feed=FeedSettings(
+            port=rng.randrange(20_000, 30_000), rerequest_port=rng.randrange(30_000, 40_000)
+        ),
+        exchange_sim=ExchangeSimSettings(symbols=5, seed=5, session="TPTEST0001"),
+    )
+    bus = RefusingBus(refusals=3)
+    await bus.start()
+    for topic in (MD_TRADES, MD_QUOTES, MD_STATUS):
+        await bus.create_topic(topic, 1)
+    subscription = await bus.subscribe([MD_TRADES, MD_QUOTES, MD_STATUS], start="latest")
+    ingest = FeedIngest(
+        settings.feed, bus, Normalizer(midnight_ns=MIDNIGHT_NS, session="TPTEST0001")
+    )
+    await ingest.start()
+    problems = []
+    itch_file = tmp_path / "sent.itch"
+    try:
+        async with asyncio.timeout(60):
+            sim = asyncio.create_task(
+                run_exchange_sim(
+                    settings=settings, messages=3_000, speed=0, out_file=itch_file, linger=0.5
+                )
+            )
+            while not sim.done() or ingest.pipeline.stats.end_of_session == 0:
+                problems.append(ingest.health_problem())
+                await asyncio.sleep(0.01)
+            await sim
+            while bus.refusals or ingest.health_problem() is not None:
+                await asyncio.sleep(0.05)
+    finally:
+        await ingest.stop()
+    received = []
+    while batch := await subscription.next_batch(timeout=0.5):
+        received += [(r.topic, r.key, r.value) for r in batch]
+    await bus.close()
+
+    assert any(p and p.startswith("publishing to md.") for p in problems)
+    assert payloads(received) == loss_free(itch_file)
