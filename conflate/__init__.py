@@ -6,7 +6,7 @@ new subscriber gets; ``TierTable`` names the tiers (``realtime``, ``200ms``, ``1
 """
 
 from conflate.cache import LatestValueCache
-from conflate.conflator import Conflator, ConflatorStats
+from conflate.conflator import Conflator, ConflatorStats, UpdateBuilder
 from conflate.errors import ConflateError, InvalidTierError, NotMergeableError, UnknownTierError
 from conflate.policy import Tier, TierTable, default_tier_name
 from conflate.updates import (
@@ -36,5 +36,6 @@ __all__ = [
     "TradeUpdate",
     "UnknownTierError",
     "Update",
+    "UpdateBuilder",
     "default_tier_name",
 ]

@@ -8,6 +8,10 @@ raw latest event. A subscriber's snapshot is taken from it, and the next tick em
 what changed after it: so between a snapshot and the first live update of a symbol there is
 neither a gap nor a duplicate, as long as the snapshot and the subscription are recorded
 without yielding to a tick in between (the fanout does both synchronously).
+
+Several tiers fed the same events can share the work of building updates: one
+``UpdateBuilder`` turns each event into an update once, and every tier's ``add_updates``
+takes the same objects (updates are immutable values).
 """
 
 from __future__ import annotations
@@ -44,6 +48,43 @@ class ConflatorStats:
         return sum(self.events_in.values()) / out if out else 1.0
 
 
+class UpdateBuilder:
+    """Turns normalized events into updates; keeps each symbol's running trade totals.
+
+    The totals count every trade this builder has seen, so one builder serves any number of
+    tiers that are fed the same events from the same start.
+    """
+
+    __slots__ = ("_totals",)
+
+    def __init__(self) -> None:
+        self._totals: dict[str, tuple[int, int]] = {}  # symbol -> (volume, trade count)
+
+    def build(self, event: pb.Event) -> Update | None:
+        """The update of ``event``; ``None`` for an event with no payload."""
+        kind = event.WhichOneof("payload")
+        if kind == "quote":
+            return QuoteUpdate(event.quote)
+        if kind == "trade":
+            trade = event.trade
+            symbol = trade.symbol
+            size = trade.size
+            volume, count = self._totals.get(symbol, (0, 0))
+            volume += size
+            count += 1
+            self._totals[symbol] = (volume, count)
+            return TradeUpdate(trade, size, 1, volume, count)
+        if kind == "status":
+            return StatusUpdate(event.status)
+        if kind == "bar":
+            return BarUpdate(event.bar)
+        return None
+
+    def build_batch(self, events: Iterable[pb.Event]) -> list[Update]:
+        build = self.build
+        return [update for update in map(build, events) if update is not None]
+
+
 class Conflator:
     """Conflates events for one tier.
 
@@ -59,47 +100,53 @@ class Conflator:
         # Pending changes keyed by conflation key; statuses get unique keys so none merges.
         self._pending: dict[object, Update] = {}
         self._status_ids = itertools.count()
-        self._totals: dict[str, tuple[int, int]] = {}  # symbol -> (volume, trade count)
+        self._builder = UpdateBuilder()
         self._last_tick_ns: int | None = None
 
     # -- input ------------------------------------------------------------------------------
 
     def add(self, event: pb.Event) -> list[Update]:
-        update = self._update_of(event)
+        update = self._builder.build(event)
         if update is None:
             return []
-        self.stats.events_in[update.channel] += 1
-        if self.tier.realtime:
-            self.cache.put(update)
-            self.stats.updates_out[update.channel] += 1
-            return [update]
-        key = update.key if update.key is not None else ("s", next(self._status_ids))
-        pending = self._pending.get(key)
-        self._pending[key] = update if pending is None else pending.merge(update)
-        return []
+        return self.add_updates([update])
 
     def add_batch(self, events: Iterable[pb.Event]) -> list[Update]:
-        out: list[Update] = []
-        for event in events:
-            out.extend(self.add(event))
-        return out
+        return self.add_updates(self._builder.build_batch(events))
 
-    def _update_of(self, event: pb.Event) -> Update | None:
-        kind = event.WhichOneof("payload")
-        if kind == "quote":
-            return QuoteUpdate(event.quote)
-        if kind == "trade":
-            trade = event.trade
-            volume, count = self._totals.get(trade.symbol, (0, 0))
-            volume += trade.size
-            count += 1
-            self._totals[trade.symbol] = (volume, count)
-            return TradeUpdate(trade, trade.size, 1, volume, count)
-        if kind == "status":
-            return StatusUpdate(event.status)
-        if kind == "bar":
-            return BarUpdate(event.bar)
-        return None
+    def add_updates(self, updates: Iterable[Update], *, emit: bool = True) -> list[Update]:
+        """Take updates built elsewhere (``UpdateBuilder``, shared by tiers).
+
+        A realtime tier returns them (its cache holds them at once); ``emit=False`` only
+        updates the cache, for a tier nobody listens to, and returns ``[]``. An interval
+        tier always returns ``[]`` and remembers the changes for ``tick``.
+        """
+        events_in = self.stats.events_in
+        if self.tier.realtime:
+            put = self.cache.put
+            updates_out = self.stats.updates_out
+            out: list[Update] = []
+            for update in updates:
+                channel = update.channel
+                events_in[channel] += 1
+                put(update)
+                updates_out[channel] += 1
+                if emit:
+                    out.append(update)
+            return out
+        pending = self._pending
+        for update in updates:
+            events_in[update.channel] += 1
+            key = update.key
+            if key is None:
+                key = ("s", next(self._status_ids))
+            waiting = pending.get(key)
+            # A quote merges into the newer one, so it just replaces (keeping the key's place).
+            if waiting is None or type(update) is QuoteUpdate:
+                pending[key] = update
+            else:
+                pending[key] = waiting.merge(update)
+        return []
 
     # -- output -----------------------------------------------------------------------------
 

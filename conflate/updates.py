@@ -15,7 +15,7 @@ Pure values over the normalized Protobuf events (``normalize.proto.marketdata_pb
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from conflate.errors import NotMergeableError
@@ -30,9 +30,22 @@ class Channel(StrEnum):
     BARS = "bars"
     STATUSES = "statuses"
 
+    # ``Enum.__hash__`` is Python code (``hash(self._name_)``) and runs on every dict lookup
+    # of a key tuple; ``str``'s is C and cached in the object. It also makes a member hash
+    # like the string it compares equal to (``Channel.QUOTES == "quotes"``).
+    __hash__ = str.__hash__
+
 
 Key = tuple[str, str] | tuple[str, str, int]
 """The conflation key: ``(channel, symbol)``, or ``(channel, symbol, start_ts_ns)`` for bars."""
+
+# ``symbol``, ``publish_ts_ns`` and ``key`` are read from the Protobuf message once, when an
+# update is built, and stored (``_set``: the classes are frozen): every outbox push and take
+# of every client reads them, and a property would re-read the message and build a new key
+# tuple each time. They take no part in ``==`` or ``repr`` (they follow from the message),
+# so the message must not be mutated after the update is built; nothing does, updates are
+# built from freshly decoded events.
+_set = object.__setattr__
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,24 +57,22 @@ class TradeUpdate:
     count: int
     total_volume: int
     total_count: int
+    symbol: str = field(init=False, repr=False, compare=False)
+    publish_ts_ns: int = field(init=False, repr=False, compare=False)
+    key: Key = field(init=False, repr=False, compare=False)
 
     channel = Channel.TRADES
 
-    @property
-    def symbol(self) -> str:
-        return self.trade.symbol
+    def __post_init__(self) -> None:
+        trade = self.trade
+        symbol = trade.symbol
+        _set(self, "symbol", symbol)
+        _set(self, "publish_ts_ns", trade.publish_ts_ns)
+        _set(self, "key", (Channel.TRADES, symbol))
 
     @property
     def seq(self) -> int:
         return self.trade.seq
-
-    @property
-    def publish_ts_ns(self) -> int:
-        return self.trade.publish_ts_ns
-
-    @property
-    def key(self) -> Key:
-        return (Channel.TRADES, self.trade.symbol)
 
     def merge(self, newer: Update) -> TradeUpdate:
         """One update standing for ``self`` followed by ``newer``: volumes and counts add."""
@@ -81,24 +92,22 @@ class QuoteUpdate:
     """The best bid and offer."""
 
     quote: pb.Quote
+    symbol: str = field(init=False, repr=False, compare=False)
+    publish_ts_ns: int = field(init=False, repr=False, compare=False)
+    key: Key = field(init=False, repr=False, compare=False)
 
     channel = Channel.QUOTES
 
-    @property
-    def symbol(self) -> str:
-        return self.quote.symbol
+    def __post_init__(self) -> None:
+        quote = self.quote
+        symbol = quote.symbol
+        _set(self, "symbol", symbol)
+        _set(self, "publish_ts_ns", quote.publish_ts_ns)
+        _set(self, "key", (Channel.QUOTES, symbol))
 
     @property
     def seq(self) -> int:
         return self.quote.seq
-
-    @property
-    def publish_ts_ns(self) -> int:
-        return self.quote.publish_ts_ns
-
-    @property
-    def key(self) -> Key:
-        return (Channel.QUOTES, self.quote.symbol)
 
     def merge(self, newer: Update) -> QuoteUpdate:
         if not isinstance(newer, QuoteUpdate) or newer.key != self.key:
@@ -111,24 +120,22 @@ class BarUpdate:
     """One OHLCV bar (possibly revised)."""
 
     bar: pb.Bar
+    symbol: str = field(init=False, repr=False, compare=False)
+    publish_ts_ns: int = field(init=False, repr=False, compare=False)
+    key: Key = field(init=False, repr=False, compare=False)
 
     channel = Channel.BARS
 
-    @property
-    def symbol(self) -> str:
-        return self.bar.symbol
+    def __post_init__(self) -> None:
+        bar = self.bar
+        symbol = bar.symbol
+        _set(self, "symbol", symbol)
+        _set(self, "publish_ts_ns", bar.publish_ts_ns)
+        _set(self, "key", (Channel.BARS, symbol, bar.start_ts_ns))
 
     @property
     def seq(self) -> int:
         return self.bar.seq
-
-    @property
-    def publish_ts_ns(self) -> int:
-        return self.bar.publish_ts_ns
-
-    @property
-    def key(self) -> Key:
-        return (Channel.BARS, self.bar.symbol, self.bar.start_ts_ns)
 
     def merge(self, newer: Update) -> BarUpdate:
         if not isinstance(newer, BarUpdate) or newer.key != self.key:
@@ -141,21 +148,20 @@ class StatusUpdate:
     """A trading status or system event; ``symbol`` is empty for market-wide events."""
 
     status: pb.Status
+    symbol: str = field(init=False, repr=False, compare=False)
+    publish_ts_ns: int = field(init=False, repr=False, compare=False)
 
     channel = Channel.STATUSES
     key = None
 
-    @property
-    def symbol(self) -> str:
-        return self.status.symbol
+    def __post_init__(self) -> None:
+        status = self.status
+        _set(self, "symbol", status.symbol)
+        _set(self, "publish_ts_ns", status.publish_ts_ns)
 
     @property
     def seq(self) -> int:
         return self.status.seq
-
-    @property
-    def publish_ts_ns(self) -> int:
-        return self.status.publish_ts_ns
 
     def merge(self, newer: Update) -> StatusUpdate:
         raise NotMergeableError(self, newer)

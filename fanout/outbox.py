@@ -38,14 +38,6 @@ class Batch:
     oldest_publish_ts_ns: int
 
 
-class _Entry:
-    __slots__ = ("fragment", "update")
-
-    def __init__(self, update: Update | None, fragment: str) -> None:
-        self.update = update
-        self.fragment = fragment
-
-
 class ConflatingOutbox:
     def __init__(
         self, *, soft_limit: int, hard_limit: int, encode: Callable[[Update], str]
@@ -55,75 +47,113 @@ class ConflatingOutbox:
         self.soft_limit = soft_limit
         self.hard_limit = hard_limit
         self._encode = encode
-        self._queue: deque[_Entry] = deque()
-        self._latest: dict[object, _Entry] = {}  # key -> its newest waiting entry
+        # The waiting entries as two parallel queues, the update (``None`` for a control
+        # message) and its fragment: queuing allocates nothing per entry, which matters at
+        # one push per client per update (a small object per entry kept the garbage
+        # collector busy). Entries are numbered from 0 in push order; ``_head`` is the
+        # number of the first waiting one.
+        self._updates: deque[Update | None] = deque()
+        self._fragments: deque[str] = deque()
+        self._head = 0
+        # key -> the number of its newest waiting entry. Only merging (at or above the soft
+        # limit) reads it, so it is built when the queue first reaches the soft limit and
+        # dropped when the queue empties: a client that keeps up never pays for it. While
+        # ``_indexed``, every key with a waiting update has its newest entry here.
+        self._latest: dict[object, int] = {}
+        self._indexed = False
         self.behind_since_ns: int | None = None
         self.overflowed = False
         self.stats = OutboxStats()
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self._updates)
 
     def push(self, update: Update, fragment: str, now_ns: int) -> bool:
         """Queue ``update`` (encoded as ``fragment``); ``False`` once the queue overflowed."""
         if self.overflowed:
             return False
         self.stats.pushed += 1
+        updates = self._updates
+        waiting = len(updates)
+        if waiting < self.soft_limit and not self._indexed:
+            updates.append(update)
+            self._fragments.append(fragment)
+            return True  # below the soft limit <= the hard limit: cannot overflow
+        latest = self._index()
         key = update.key
-        if len(self._queue) >= self.soft_limit:
+        if waiting >= self.soft_limit:
             if self.behind_since_ns is None:
                 self.behind_since_ns = now_ns
             if key is not None:
-                waiting = self._latest.get(key)
-                if waiting is not None:
-                    merged = waiting.update.merge(update)  # type: ignore[union-attr]
-                    waiting.update = merged
-                    waiting.fragment = fragment if merged is update else self._encode(merged)
+                number = latest.get(key)
+                if number is not None:
+                    i = number - self._head
+                    merged = updates[i].merge(update)  # type: ignore[union-attr]
+                    updates[i] = merged
+                    self._fragments[i] = fragment if merged is update else self._encode(merged)
                     self.stats.conflated += 1
                     return True
-        entry = _Entry(update, fragment)
-        self._queue.append(entry)
         if key is not None:
-            self._latest[key] = entry
+            latest[key] = self._head + waiting
+        updates.append(update)
+        self._fragments.append(fragment)
         return self._check_overflow()
+
+    def _index(self) -> dict[object, int]:
+        if not self._indexed:
+            latest = self._latest
+            # In order, so the newest entry of a key wins.
+            for number, update in enumerate(self._updates, self._head):
+                if update is not None and update.key is not None:
+                    latest[update.key] = number
+            self._indexed = True
+        return self._latest
 
     def push_control(self, fragment: str) -> bool:
         """Queue a control message (ack, error); never merged."""
         if self.overflowed:
             return False
-        self._queue.append(_Entry(None, fragment))
+        self._updates.append(None)
+        self._fragments.append(fragment)
         return self._check_overflow()
 
     def _check_overflow(self) -> bool:
-        if len(self._queue) > self.hard_limit:
+        if len(self._updates) > self.hard_limit:
             self.overflowed = True
         return not self.overflowed
 
     def take(self, max_items: int) -> Batch:
         """Up to ``max_items`` entries in order, removed from the queue."""
-        fragments: list[str] = []
+        updates = self._updates
+        count = min(len(updates), max_items)
+        pop_fragment = self._fragments.popleft
+        fragments = [pop_fragment() for _ in range(count)]
+        pop_update = updates.popleft
         data = 0
         oldest = 0
-        queue = self._queue
-        latest = self._latest
-        while queue and len(fragments) < max_items:
-            entry = queue.popleft()
-            fragments.append(entry.fragment)
-            update = entry.update
+        head = self._head
+        latest = self._latest if self._indexed else None
+        for number in range(head, head + count):
+            update = pop_update()
             if update is not None:
                 data += 1
                 ts = update.publish_ts_ns
                 if ts and (oldest == 0 or ts < oldest):
                     oldest = ts
-                key = update.key
-                if key is not None and latest.get(key) is entry:
-                    del latest[key]
+                if latest is not None:
+                    key = update.key
+                    if key is not None and latest.get(key) == number:
+                        del latest[key]
+        self._head = head + count
+        if not updates and self._indexed:
+            self._latest.clear()
+            self._indexed = False
         self.stats.sent += data
         return Batch(fragments, data, oldest)
 
     def mark_sent(self) -> None:
         """A frame went out: the client is caught up if the queue is below the soft limit."""
-        if len(self._queue) < self.soft_limit:
+        if len(self._updates) < self.soft_limit:
             self.behind_since_ns = None
 
     def behind_ns(self, now_ns: int) -> int:
@@ -132,16 +162,17 @@ class ConflatingOutbox:
 
     def discard(self, keep: Callable[[Update], bool]) -> int:
         """Remove waiting updates for which ``keep`` is false (on unsubscribe); how many."""
-        kept: deque[_Entry] = deque()
-        removed = 0
-        for entry in self._queue:
-            if entry.update is None or keep(entry.update):
-                kept.append(entry)
-            else:
-                removed += 1
-                key = entry.update.key
-                if key is not None and self._latest.get(key) is entry:
-                    del self._latest[key]
-        self._queue = kept
+        updates: deque[Update | None] = deque()
+        fragments: deque[str] = deque()
+        for update, fragment in zip(self._updates, self._fragments, strict=True):
+            if update is None or keep(update):
+                updates.append(update)
+                fragments.append(fragment)
+        removed = len(self._updates) - len(updates)
+        self._updates = updates
+        self._fragments = fragments
+        # Entries moved: renumber from the head, and rebuild the index when next needed.
+        self._latest.clear()
+        self._indexed = False
         self.stats.discarded += removed
         return removed

@@ -40,7 +40,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from conflate import Channel, Conflator, TierTable, UnknownTierError, Update
+from conflate import Channel, Conflator, TierTable, UnknownTierError, Update, UpdateBuilder
 from fanout.auth import Authenticator
 from fanout.errors import (
     AuthFailedError,
@@ -145,6 +145,11 @@ class _Routes:
     def __init__(self) -> None:
         self.explicit: dict[tuple[Channel, str], set[_Client]] = {}
         self.wild: dict[Channel, set[_Client]] = {channel: set() for channel in Channel}
+
+    @property
+    def active(self) -> bool:
+        """Whether any client receives anything from this tier."""
+        return bool(self.explicit) or any(self.wild.values())
 
     def _add(self, channel: Channel, symbol: str, client: _Client) -> None:
         self.explicit.setdefault((channel, symbol), set()).add(client)
@@ -482,27 +487,38 @@ class FanoutServer:
         ws = client.ws
         outbox = client.outbox
         metrics = self.metrics
+        queue_depth = metrics.queue_depth.observe
+        latency = metrics.latency.observe
         batch_max = self.settings.batch_max
         try:
             while True:
                 await client.wake.wait()
                 client.wake.clear()
-                while len(outbox):
-                    metrics.queue_depth.observe(len(outbox))
-                    batch = outbox.take(batch_max)
-                    text = frame(batch.fragments)
-                    await ws.send(text)
-                    outbox.mark_sent()
+                # The counters move once per wake-up (a Prometheus ``inc`` takes a lock),
+                # for the frames actually sent; the histograms observe every frame.
+                frames = sent_bytes = messages = 0
+                try:
+                    while len(outbox):
+                        queue_depth(len(outbox))
+                        batch = outbox.take(batch_max)
+                        text = frame(batch.fragments)
+                        await ws.send(text)
+                        outbox.mark_sent()
+                        frames += 1
+                        sent_bytes += len(text)
+                        messages += batch.data_count
+                        if batch.oldest_publish_ts_ns:
+                            latency((time.time_ns() - batch.oldest_publish_ts_ns) / 1e9)
+                finally:
+                    if frames:
+                        metrics.frames_out.inc(frames)
+                        metrics.bytes_out.inc(sent_bytes)
+                    if messages:
+                        metrics.messages_out.inc(messages)
                     conflated = outbox.stats.conflated - client.reported_conflated
                     if conflated:
                         client.reported_conflated += conflated
                         metrics.dropped.labels("conflated").inc(conflated)
-                    metrics.frames_out.inc()
-                    metrics.bytes_out.inc(len(text))
-                    if batch.data_count:
-                        metrics.messages_out.inc(batch.data_count)
-                    if batch.oldest_publish_ts_ns:
-                        metrics.latency.observe((time.time_ns() - batch.oldest_publish_ts_ns) / 1e9)
                 if client.closing is not None:
                     await ws.close(*client.closing)
                     return
@@ -553,7 +569,8 @@ class FanoutServer:
 
     async def _read_bus(self) -> None:
         assert self._subscription is not None
-        realtime = [name for name, c in self.conflators.items() if c.tier.realtime]
+        # Each event becomes one update, shared by every tier (updates are immutable).
+        builder = UpdateBuilder()
         conflators = list(self.conflators.items())
         while True:
             try:
@@ -568,7 +585,7 @@ class FanoutServer:
             if not records:
                 continue
             self.metrics.bus_records.inc(len(records))
-            out: dict[str, list[Update]] = {name: [] for name in realtime}
+            updates: list[Update] = []
             bad = 0
             for record in records:
                 try:
@@ -576,16 +593,25 @@ class FanoutServer:
                 except DecodeError:
                     bad += 1
                     continue
-                for name, conflator in conflators:
-                    updates = conflator.add_batch(events)
-                    if updates:
-                        out[name].extend(updates)
+                updates.extend(builder.build_batch(events))
             if bad:
                 self.metrics.bad_records.inc(bad)
                 logger.warning("skipped %d undecodable bus records of %d", bad, len(records))
+            if not updates:
+                continue
             now_ns = time.time_ns()
-            for name, updates in out.items():
-                self._distribute(name, updates, now_ns)
+            for name, conflator in conflators:
+                # A tier nobody subscribes to still conflates (interval tiers) or caches
+                # (realtime) every update, so that its cache - the snapshot a first
+                # subscriber gets - and its pending changes are exactly what they would be
+                # with subscribers: skipping them would need the history to rebuild the
+                # trade intervals. Only the realtime tier's emit path is skipped.
+                # Subscribing never awaits, so no update falls between the check and a new
+                # subscriber's snapshot.
+                active = self._routes[name].active
+                out = conflator.add_updates(updates, emit=active)
+                if out:
+                    self._distribute(name, out, now_ns)
 
     async def _tick_loop(self) -> None:
         interval = [(name, c) for name, c in self.conflators.items() if not c.tier.realtime]

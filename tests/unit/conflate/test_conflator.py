@@ -19,6 +19,7 @@ from conflate import (
     TierTable,
     TradeUpdate,
     UnknownTierError,
+    UpdateBuilder,
 )
 from tests.unit.conflate.builders import bar, quote, status, trade
 
@@ -226,3 +227,42 @@ def test_conflation_never_loses_volume_count_or_status_and_ends_on_the_latest_va
     for (kind, symbol), seq in last.items():
         channel = {"trade": Channel.TRADES, "quote": Channel.QUOTES, "status": Channel.STATUSES}
         assert conflator.cache.get(channel[kind], symbol).seq == seq
+
+
+@settings(max_examples=100, deadline=None)
+@given(events)
+def test_tiers_fed_shared_updates_emit_and_cache_what_tiers_fed_events_do(run):
+    """One ``UpdateBuilder`` shared by a realtime and a 200 ms tier (as the fanout feeds
+    them; the realtime tier with ``emit=False``, as when nobody subscribes to it) gives
+    the same ticks and the same caches as tiers fed the events themselves; the muted
+    realtime tier returns nothing."""
+    builder = UpdateBuilder()
+    shared = (Conflator(Tier("realtime", 0)), Conflator(TICK))
+    alone = (Conflator(Tier("realtime", 0)), Conflator(TICK))
+    now = 0
+    for seq, (kind, symbol, size, tick) in enumerate(run, 1):
+        event = {"trade": trade(symbol, seq, size=size), "quote": quote(symbol, seq)}.get(
+            kind, status(symbol, seq)
+        )
+        updates = builder.build_batch([event])
+        assert shared[0].add_updates(updates, emit=False) == []
+        assert shared[1].add_updates(updates) == []
+        assert alone[0].add(event) == updates
+        alone[1].add(event)
+        if tick:
+            now += 200 * MS
+            assert shared[1].tick(now) == alone[1].tick(now)
+    for a, b in zip(shared, alone, strict=True):
+        for channel in Channel:
+            assert a.cache.snapshot(channel) == b.cache.snapshot(channel)
+        assert a.stats == b.stats
+
+
+def test_keys_are_computed_once_and_hash_like_their_plain_strings():
+    """An update's key is one stored tuple; ``Channel`` members hash as their values, so a
+    key built from plain strings finds the same dict entry."""
+    update = QuoteUpdate(quote("AAPL", 1).quote)
+    assert update.key is update.key
+    assert update.key == (Channel.QUOTES, "AAPL")
+    assert {update.key: 1}[("quotes", "AAPL")] == 1
+    assert (update.symbol, update.publish_ts_ns) == ("AAPL", update.quote.publish_ts_ns)

@@ -149,3 +149,82 @@ def test_a_drained_outbox_delivers_every_trade_volume_and_the_latest_quote(ops, 
         assert [m["i"] for m in delivered if m["S"] == symbol and m["T"] == "q"][-1] == (
             last_quote[symbol]
         )
+
+
+class _ModelOutbox:
+    """The outbox's contract in the plainest form: a list, searched backwards to merge."""
+
+    def __init__(self, soft_limit: int, hard_limit: int) -> None:
+        self.soft_limit = soft_limit
+        self.hard_limit = hard_limit
+        self.entries: list[list] = []  # [update or None, fragment]
+        self.overflowed = False
+
+    def push(self, update, fragment: str) -> bool:
+        if self.overflowed:
+            return False
+        if update is not None and update.key is not None and len(self.entries) >= self.soft_limit:
+            for entry in reversed(self.entries):
+                if entry[0] is not None and entry[0].key == update.key:
+                    entry[0] = entry[0].merge(update)
+                    entry[1] = encode_update(entry[0])
+                    return True
+        self.entries.append([update, fragment])
+        self.overflowed = len(self.entries) > self.hard_limit
+        return not self.overflowed
+
+    def take(self, max_items: int) -> list[str]:
+        taken, self.entries = self.entries[:max_items], self.entries[max_items:]
+        return [fragment for _, fragment in taken]
+
+    def discard(self, symbol: str) -> int:
+        kept = [e for e in self.entries if e[0] is None or e[0].symbol != symbol]
+        removed = len(self.entries) - len(kept)
+        self.entries = kept
+        return removed
+
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("quote"), st.sampled_from("ABC")),
+        st.tuples(st.just("trade"), st.sampled_from("ABC")),
+        st.tuples(st.just("status"), st.sampled_from("ABC")),
+        st.tuples(st.just("control"), st.just("")),
+        st.tuples(st.just("take"), st.integers(1, 5)),
+        st.tuples(st.just("discard"), st.sampled_from("ABC")),
+    ),
+    max_size=120,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=_OPS, soft=st.integers(1, 6), extra=st.integers(0, 8))
+def test_interleaved_pushes_takes_and_discards_match_the_plain_model(ops, soft, extra):
+    """Any interleaving of pushes (quotes, trades, statuses, control messages), takes and
+    discards yields the same frames, counts and overflow as a plain list that merges into
+    the newest waiting entry of a key once the queue is at the soft limit."""
+    box = ConflatingOutbox(soft_limit=soft, hard_limit=soft + extra, encode=encode_update)
+    model = _ModelOutbox(soft, soft + extra)
+    totals: dict[str, int] = {}
+    for seq, (op, arg) in enumerate(ops, 1):
+        if op in ("quote", "trade", "status"):
+            if op == "quote":
+                update = q(arg, seq)
+            elif op == "trade":
+                totals[arg] = totals.get(arg, 0) + 1
+                update = t(arg, seq, 10, 10 * totals[arg], totals[arg])
+            else:
+                update = StatusUpdate(status(arg, seq).status)
+            fragment = encode_update(update)
+            assert box.push(update, fragment, seq) == model.push(update, fragment)
+        elif op == "control":
+            assert box.push_control('{"T":"success"}') == model.push(None, '{"T":"success"}')
+        elif op == "take":
+            assert box.take(arg).fragments == model.take(arg)
+        else:
+            assert box.discard(lambda u, gone=arg: u.symbol != gone) == model.discard(arg)
+        assert len(box) == len(model.entries)
+        assert box.overflowed == model.overflowed
+        if box.overflowed:
+            break
+    assert box.take(10**6).fragments == model.take(10**6)
