@@ -76,7 +76,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from normalize.book import BUY, EMPTY_BBO, Bbo, OrderBook
 from normalize.errors import DecodeError, OrderBookError, UnknownOrder
@@ -117,6 +117,8 @@ __all__ = [
 ]
 
 _LOG = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 START_OF_MESSAGES = "O"
 """System Event code that starts a day's messages: the feed's only snapshot point."""
@@ -409,108 +411,112 @@ class Normalizer:
 
     # ---------------------------------------------------------------------- order messages
 
-    def _on_add(self, m: AddOrder | AddOrderWithMpid, seq: int, receive_ts_ns: int) -> None:
+    def _change_book(
+        self, m: Message, operation: Callable[[OrderBook], _T]
+    ) -> tuple[_Symbol, _T] | None:
+        """Apply ``operation`` to the book of ``m``'s symbol; ``None`` (counted) if it can't be."""
         state = self._symbols.get(m.stock_locate)
         if state is None:
             self._unknown_symbol(m)
-            return
+            return None
         try:
-            change = state.book.add(
-                m.order_reference_number, m.buy_sell_indicator, m.price, m.shares
-            )
+            return state, operation(state.book)
         except OrderBookError as exc:
             self._refused(exc)
-            return
-        self._quote_if_changed(state, change.side, change.price, m.timestamp, seq, receive_ts_ns)
+            return None
+
+    def _on_add(self, m: AddOrder | AddOrderWithMpid, seq: int, receive_ts_ns: int) -> None:
+        applied = self._change_book(
+            m,
+            lambda book: book.add(
+                m.order_reference_number, m.buy_sell_indicator, m.price, m.shares
+            ),
+        )
+        if applied is not None:
+            state, change = applied
+            self._quote_if_changed(
+                state, change.side, change.price, m.timestamp, seq, receive_ts_ns
+            )
 
     def _on_executed(self, m: OrderExecuted, seq: int, receive_ts_ns: int) -> None:
-        state = self._symbols.get(m.stock_locate)
-        if state is None:
-            self._unknown_symbol(m)
-            return
-        try:
-            change = state.book.execute(m.order_reference_number, m.executed_shares)
-        except OrderBookError as exc:
-            self._refused(exc)
-            return
-        self._trade(
-            state.symbol,
-            m.timestamp,
-            seq,
-            receive_ts_ns,
-            change.price,
-            m.executed_shares,
-            _SIDES[change.side],
-            m.match_number,
-            pb.TRADE_KIND_EXECUTION,
-        )
-        self._quote_if_changed(state, change.side, change.price, m.timestamp, seq, receive_ts_ns)
+        self._execution(m, seq, receive_ts_ns, None, pb.TRADE_KIND_EXECUTION)
 
     def _on_executed_with_price(
         self, m: OrderExecutedWithPrice, seq: int, receive_ts_ns: int
     ) -> None:
-        state = self._symbols.get(m.stock_locate)
-        if state is None:
-            self._unknown_symbol(m)
+        # A non-printable execution reduces the book but prints no trade.
+        self._execution(
+            m,
+            seq,
+            receive_ts_ns,
+            m.execution_price,
+            pb.TRADE_KIND_EXECUTION_WITH_PRICE,
+            printable=m.printable == "Y",
+        )
+
+    def _execution(
+        self,
+        m: OrderExecuted | OrderExecutedWithPrice,
+        seq: int,
+        receive_ts_ns: int,
+        price: int | None,
+        kind: int,
+        *,
+        printable: bool = True,
+    ) -> None:
+        """Execute against a resting order; when ``printable``, print a trade at ``price``
+        (``None``: the resting order's own price)."""
+        applied = self._change_book(
+            m, lambda book: book.execute(m.order_reference_number, m.executed_shares)
+        )
+        if applied is None:
             return
-        try:
-            change = state.book.execute(m.order_reference_number, m.executed_shares)
-        except OrderBookError as exc:
-            self._refused(exc)
-            return
-        if m.printable == "Y":
+        state, change = applied
+        if printable:
             self._trade(
                 state.symbol,
                 m.timestamp,
                 seq,
                 receive_ts_ns,
-                m.execution_price,
+                change.price if price is None else price,
                 m.executed_shares,
                 _SIDES[change.side],
                 m.match_number,
-                pb.TRADE_KIND_EXECUTION_WITH_PRICE,
+                kind,
             )
         self._quote_if_changed(state, change.side, change.price, m.timestamp, seq, receive_ts_ns)
 
     def _on_cancel(self, m: OrderCancel, seq: int, receive_ts_ns: int) -> None:
-        state = self._symbols.get(m.stock_locate)
-        if state is None:
-            self._unknown_symbol(m)
-            return
-        try:
-            change = state.book.cancel(m.order_reference_number, m.cancelled_shares)
-        except OrderBookError as exc:
-            self._refused(exc)
-            return
-        self._quote_if_changed(state, change.side, change.price, m.timestamp, seq, receive_ts_ns)
+        applied = self._change_book(
+            m, lambda book: book.cancel(m.order_reference_number, m.cancelled_shares)
+        )
+        if applied is not None:
+            state, change = applied
+            self._quote_if_changed(
+                state, change.side, change.price, m.timestamp, seq, receive_ts_ns
+            )
 
     def _on_delete(self, m: OrderDelete, seq: int, receive_ts_ns: int) -> None:
-        state = self._symbols.get(m.stock_locate)
-        if state is None:
-            self._unknown_symbol(m)
-            return
-        try:
-            change = state.book.delete(m.order_reference_number)
-        except OrderBookError as exc:
-            self._refused(exc)
-            return
-        self._quote_if_changed(state, change.side, change.price, m.timestamp, seq, receive_ts_ns)
+        applied = self._change_book(m, lambda book: book.delete(m.order_reference_number))
+        if applied is not None:
+            state, change = applied
+            self._quote_if_changed(
+                state, change.side, change.price, m.timestamp, seq, receive_ts_ns
+            )
 
     def _on_replace(self, m: OrderReplace, seq: int, receive_ts_ns: int) -> None:
-        state = self._symbols.get(m.stock_locate)
-        if state is None:
-            self._unknown_symbol(m)
-            return
-        try:
-            removed, added = state.book.replace(
+        applied = self._change_book(
+            m,
+            lambda book: book.replace(
                 m.original_order_reference_number,
                 m.new_order_reference_number,
                 m.price,
                 m.shares,
-            )
-        except OrderBookError as exc:
-            self._refused(exc)
+            ),
+        )
+        if applied is None:
             return
+        state, (removed, added) = applied
         # Both levels are on one side; the better of the two decides whether the top moved.
         side = removed.side
         better = max if side == BUY else min
