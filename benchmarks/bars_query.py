@@ -46,6 +46,7 @@ from psycopg.conninfo import make_conninfo
 
 from benchmarks.itch_input import machine
 from candles.query import bars_query, parse_timeframe
+from candles.storage import rebuild_bar_aggregates
 from tickerplant.api import create_app
 from tickerplant.db import migrate, open_async_pool
 from tickerplant.identity import Role, create_user
@@ -125,7 +126,8 @@ def symbol_bars(symbol: str, index: int, starts: pl.Series) -> pl.DataFrame:
 
 
 def load(dsn: str, symbols: list[str]) -> int:
-    """COPY every symbol's bars into ``bars``; returns the rows loaded."""
+    """COPY every symbol's bars into ``bars`` and build the stored aggregates; returns the rows
+    loaded."""
     starts = session_starts(datetime.now(NY).date())
     rows = 0
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -134,7 +136,11 @@ def load(dsn: str, symbols: list[str]) -> int:
                 frame = symbol_bars(symbol, index, starts)
                 cp.write(frame.write_csv(include_header=False).encode())
                 rows += frame.height
+        # COPY bypasses upsert_bars, which keeps the stored 5Min/15Min/1Hour/1Day bars: build
+        # them once, as the migration does for bars already in the table.
+        rebuild_bar_aggregates(conn)
         conn.execute("VACUUM ANALYZE bars")
+        conn.execute("VACUUM ANALYZE bar_aggregates")
     return rows
 
 

@@ -14,6 +14,10 @@ Plain PostgreSQL (``date_bin``, ``date_trunc``); TimescaleDB is not required. Al
 
 Every returned ``t`` is a UTC instant. Open/close are the first/last minute's; VWAP is
 exact: ``Σ notional · 10⁴ / Σ volume`` rounded half up (integer ``div``), 8 decimals.
+
+The fixed timeframes in ``STORED_TIMEFRAMES`` are read from ``bar_aggregates`` (migration
+0005), which ``candles.storage`` keeps equal to this resampling in the 1-minute bars'
+write transaction; every other timeframe is resampled here at query time.
 """
 
 from __future__ import annotations
@@ -27,10 +31,13 @@ from datetime import datetime
 from candles.errors import BadBarsQueryError, UnknownTimeframeError
 
 __all__ = [
+    "AGGREGATE_COLUMNS",
     "EXCHANGE_TZ",
+    "STORED_TIMEFRAMES",
     "BarRow",
     "Timeframe",
     "bars_query",
+    "bucket_sql",
     "decode_page_token",
     "encode_page_token",
     "parse_timeframe",
@@ -39,6 +46,17 @@ __all__ = [
 EXCHANGE_TZ = "America/New_York"
 _TIMEFRAME = re.compile(r"^([1-9][0-9]?)(Min|Hour|Day|Week|Month)$")
 _MONTHS = (1, 2, 3, 4, 6, 12)
+
+STORED_TIMEFRAMES = frozenset({"5Min", "15Min", "1Hour", "1Day"})
+"""Timeframes kept in ``bar_aggregates``; queries for them do not resample."""
+
+AGGREGATE_COLUMNS = """
+    (array_agg(open ORDER BY start ASC))[1] AS open,
+    max(high) AS high, min(low) AS low,
+    (array_agg(close ORDER BY start DESC))[1] AS close,
+    sum(volume)::bigint AS volume, sum(trade_count)::bigint AS trade_count,
+    div(sum(notional) * 20000 + sum(volume), 2 * sum(volume))::bigint AS vwap_e8"""
+"""The resampled bar's columns over a group of 1-minute ``bars`` rows (query and storage)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +73,8 @@ class Timeframe:
         unit = {"Min": "minutes", "Hour": "hours", "Day": "days", "Week": "weeks"}
         if self.unit == "Month":
             return f"{self.amount} months 1 day"
+        if self.unit == "Hour":  # "1 hours 1 hour" is a syntax error: a unit given twice
+            return f"{self.amount + 1} hours"
         return f"{self.amount} {unit[self.unit]} 1 hour"
 
 
@@ -75,7 +95,7 @@ def parse_timeframe(text: str) -> Timeframe:
     return Timeframe(amount, unit)
 
 
-def _bucket_sql(tf: Timeframe) -> str:
+def bucket_sql(tf: Timeframe) -> str:
     """SQL for the bucket start (timestamptz) of the 1-minute bar at column ``start``."""
     local = f"(start AT TIME ZONE '{EXCHANGE_TZ}')"
     if tf.unit in ("Min", "Hour"):
@@ -135,40 +155,58 @@ def bars_query(
     limit: int,
     descending: bool,
     after: tuple[str, datetime] | None,
+    resample: bool = False,
 ) -> tuple[str, dict[str, object]]:
     """SQL and parameters returning up to ``limit`` ``BarRow`` columns, ordered by symbol
     then time (``descending`` reverses time), bars with ``start ≤ t ≤ end``, continuing
-    after ``after`` (a page token's last row)."""
+    after ``after`` (a page token's last row). ``resample`` resamples the 1-minute bars
+    even for a stored timeframe (to check ``bar_aggregates`` against)."""
     order = "DESC" if descending else "ASC"
-    if tf.unit == "Min" and tf.amount == 1:
-        inner = """
-            SELECT symbol, start AS t, open, high, low, close, volume, trade_count, vwap_e8
-            FROM bars
-            WHERE timeframe = '1Min' AND symbol = ANY(%(symbols)s)
-              AND start >= %(start)s AND start <= %(end)s"""
-    else:
-        inner = f"""
-            SELECT symbol, t,
-                   (array_agg(open ORDER BY start ASC))[1] AS open,
-                   max(high) AS high, min(low) AS low,
-                   (array_agg(close ORDER BY start DESC))[1] AS close,
-                   sum(volume)::bigint AS volume, sum(trade_count)::bigint AS trade_count,
-                   div(sum(notional) * 20000 + sum(volume), 2 * sum(volume))::bigint AS vwap_e8
-            FROM (SELECT *, {_bucket_sql(tf)} AS t FROM bars
-                  WHERE timeframe = '1Min' AND symbol = ANY(%(symbols)s)
-                    AND start >= %(start)s
-                    AND start < %(end)s + interval '{tf.max_width}') AS m
-            GROUP BY symbol, t
-            HAVING t >= %(start)s AND t <= %(end)s"""
-    where = ""
     params: dict[str, object] = {"symbols": symbols, "start": start, "end": end, "limit": limit}
-    if after is not None:
+    # Keyset pagination: the 1-minute scan starts past the page token, so a later page
+    # aggregates only its own range. A bucket's start is a non-decreasing function of the
+    # minute's start and never after it, so every bucket after ``after_t`` (before it, when
+    # descending) is built only from minutes after (before) ``after_t``. Ascending, the
+    # minutes of the token's own bucket after ``after_t`` form a partial bucket labelled
+    # ``after_t`` that the outer ``t > after_t`` drops. Two branches keep both index ranges
+    # sargable: the token's symbol past ``after_t``, and the later symbols from ``start``.
+    where = ""
+    if after is None:
+        scan = "symbol = ANY(%(symbols)s) AND start >= %(start)s"
+    else:
         cmp = "<" if descending else ">"
+        scan = (
+            "((symbol = %(after_symbol)s AND symbol = ANY(%(symbols)s)"
+            f" AND start >= %(start)s AND start {cmp} %(after_t)s)"
+            " OR (symbol > %(after_symbol)s AND symbol = ANY(%(symbols)s)"
+            " AND start >= %(start)s))"
+        )
         where = (
             "WHERE symbol > %(after_symbol)s"
             f" OR (symbol = %(after_symbol)s AND t {cmp} %(after_t)s)"
         )
         params["after_symbol"], params["after_t"] = after
+    if tf.unit == "Min" and tf.amount == 1:
+        inner = f"""
+            SELECT symbol, start AS t, open, high, low, close, volume, trade_count, vwap_e8
+            FROM bars
+            WHERE timeframe = '1Min' AND {scan} AND start <= %(end)s"""
+    elif str(tf) in STORED_TIMEFRAMES and not resample:
+        # A stored bucket holds every minute of its bucket, as the resampling below does
+        # for buckets with start <= t <= end (the partial first bucket it drops by HAVING).
+        params["timeframe"] = str(tf)
+        inner = f"""
+            SELECT symbol, start AS t, open, high, low, close, volume, trade_count, vwap_e8
+            FROM bar_aggregates
+            WHERE timeframe = %(timeframe)s AND {scan} AND start <= %(end)s"""
+    else:
+        inner = f"""
+            SELECT symbol, t, {AGGREGATE_COLUMNS}
+            FROM (SELECT *, {bucket_sql(tf)} AS t FROM bars
+                  WHERE timeframe = '1Min' AND {scan}
+                    AND start < %(end)s + interval '{tf.max_width}') AS m
+            GROUP BY symbol, t
+            HAVING t >= %(start)s AND t <= %(end)s"""
     sql = f"""
         SELECT symbol, t, open, high, low, close, volume, trade_count, vwap_e8
         FROM ({inner}) AS b

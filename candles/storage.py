@@ -5,6 +5,13 @@ timeframe, start) DO UPDATE``: writing the same bar twice (a replay after a rest
 the same row, and a revision overwrites its bar. A withdrawn bar (every trade broken,
 ``trade_count == 0``) deletes its row. Within a batch only the last version of each bar is
 written, so the order of versions is kept.
+
+``bar_aggregates`` (migration 0005) holds the 5Min, 15Min, 1Hour and 1Day bars resampled from
+the 1-minute rows. In the same transaction as a batch, every bucket containing a written or
+deleted 1-minute bar is recomputed from all of its 1-minute rows (so the stored bar always
+equals the query-time resampling of ``candles.query``), and deleted when none is left.
+Writes that bypass ``upsert_bars`` (``COPY``, a manual ``DELETE``) need
+``rebuild_bar_aggregates``.
 """
 
 from __future__ import annotations
@@ -15,8 +22,15 @@ from datetime import UTC, datetime
 import psycopg
 
 from candles.bars import Bar
+from candles.query import AGGREGATE_COLUMNS, STORED_TIMEFRAMES, bucket_sql, parse_timeframe
 
-__all__ = ["TIMEFRAME_NAMES", "bar_row", "read_bars", "upsert_bars"]
+__all__ = [
+    "TIMEFRAME_NAMES",
+    "bar_row",
+    "read_bars",
+    "rebuild_bar_aggregates",
+    "upsert_bars",
+]
 
 TIMEFRAME_NAMES = {1: "1Sec", 60: "1Min"}
 """Stored widths (seconds) and their ``timeframe`` column value."""
@@ -32,6 +46,64 @@ ON CONFLICT (symbol, timeframe, start) DO UPDATE SET
     revised = EXCLUDED.revised, last_seq = EXCLUDED.last_seq, updated_at = now()
 """
 _DELETE = "DELETE FROM bars WHERE symbol = %s AND timeframe = %s AND start = %s"
+
+_AGGREGATE_INSERT = """
+INSERT INTO bar_aggregates (symbol, timeframe, start, open, high, low, close, volume,
+                            trade_count, vwap_e8, notional)"""
+_AGGREGATE_CONFLICT = """
+ON CONFLICT (symbol, timeframe, start) DO UPDATE SET
+    open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+    volume = EXCLUDED.volume, trade_count = EXCLUDED.trade_count,
+    vwap_e8 = EXCLUDED.vwap_e8, notional = EXCLUDED.notional"""
+
+
+def _refresh_sql(timeframe: str) -> str:
+    """One statement recomputing the ``timeframe`` buckets of the 1-minute bars
+    ``unnest(%(symbols)s, %(starts)s)`` from the ``bars`` rows now in each bucket."""
+    tf = parse_timeframe(timeframe)
+    # The lateral scan is the index range [t, t + max width) of one symbol, narrowed to
+    # the minutes whose bucket is t (a 1Day bucket is 23-25 hours, a Min bucket can end at
+    # the exchange midnight before t + width).
+    return f"""
+WITH touched AS (
+    SELECT DISTINCT symbol, {bucket_sql(tf)} AS t
+    FROM unnest(%(symbols)s::text[], %(starts)s::timestamptz[]) AS k (symbol, start)
+), fresh AS (
+    SELECT k.symbol, k.t, {AGGREGATE_COLUMNS}, sum(notional) AS notional
+    FROM touched AS k
+    CROSS JOIN LATERAL (
+        SELECT * FROM bars
+        WHERE symbol = k.symbol AND timeframe = '1Min'
+          AND start >= k.t AND start < k.t + interval '{tf.max_width}'
+          AND {bucket_sql(tf)} = k.t
+    ) AS m
+    GROUP BY k.symbol, k.t
+), upserted AS (
+    {_AGGREGATE_INSERT}
+    SELECT symbol, '{timeframe}', t, open, high, low, close, volume, trade_count, vwap_e8,
+           notional
+    FROM fresh
+    {_AGGREGATE_CONFLICT}
+)
+DELETE FROM bar_aggregates AS a
+USING touched AS k
+WHERE a.symbol = k.symbol AND a.timeframe = '{timeframe}' AND a.start = k.t
+  AND NOT EXISTS (SELECT 1 FROM fresh AS f WHERE f.symbol = k.symbol AND f.t = k.t)
+"""
+
+
+def _rebuild_sql(timeframe: str) -> str:
+    tf = parse_timeframe(timeframe)
+    return f"""
+{_AGGREGATE_INSERT}
+SELECT symbol, '{timeframe}', t, {AGGREGATE_COLUMNS}, sum(notional) AS notional
+FROM (SELECT *, {bucket_sql(tf)} AS t FROM bars WHERE timeframe = '1Min') AS m
+GROUP BY symbol, t
+"""
+
+
+_REFRESH = {timeframe: _refresh_sql(timeframe) for timeframe in sorted(STORED_TIMEFRAMES)}
+_REBUILD = {timeframe: _rebuild_sql(timeframe) for timeframe in sorted(STORED_TIMEFRAMES)}
 
 
 def ns_to_datetime(ns: int) -> datetime:
@@ -69,12 +141,32 @@ def upsert_bars(conn: psycopg.Connection, bars: Iterable[Bar]) -> tuple[int, int
         for b in latest.values()
         if b.trade_count == 0
     ]
+    minutes = [b for b in latest.values() if b.timeframe_s == 60]
+    touched = {
+        "symbols": [b.symbol for b in minutes],
+        "starts": [ns_to_datetime(b.start_ns) for b in minutes],
+    }
     with conn.transaction(), conn.cursor() as cur:
         if upserts:
             cur.executemany(_UPSERT, upserts)
         if deletes:
             cur.executemany(_DELETE, deletes)
+        if minutes:
+            for refresh in _REFRESH.values():
+                cur.execute(refresh, touched)
     return len(upserts), len(deletes)
+
+
+def rebuild_bar_aggregates(conn: psycopg.Connection) -> int:
+    """Recompute all of ``bar_aggregates`` from the 1-minute bars in one transaction, after
+    writes that bypassed ``upsert_bars``; returns the rows written."""
+    rows = 0
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("DELETE FROM bar_aggregates")
+        for rebuild in _REBUILD.values():
+            cur.execute(rebuild)
+            rows += cur.rowcount
+    return rows
 
 
 def read_bars(

@@ -62,6 +62,7 @@ class DemoInfo:
     def lines(self) -> list[str]:
         return [
             "tickerplant demo is running",
+            f"  market page  {self.api_url}/#token={self.token}  (open in a browser)",
             f"  API          {self.api_url}/docs  (OpenAPI: {self.api_url}/openapi.json)",
             f"  health       {self.api_url}/healthz",
             f"  metrics      {self.api_url}/metrics",
@@ -73,7 +74,6 @@ class DemoInfo:
             f'{{"action":"auth","token":"{self.token}"}} then '
             '{"action":"subscribe","quotes":["*"],"trades":["*"]})',
             f"  demo user    {self.user} (role trader), token {self.token}",
-            f"  page         {self.api_url}/#token={self.token}  (live watchlist and chart)",
             "Press Ctrl-C to stop.",
         ]
 
