@@ -28,7 +28,7 @@ from normalize.normalizer import Normalizer
 
 logger = logging.getLogger(__name__)
 
-Record = tuple[str, bytes, bytes]
+OutRecord = tuple[str, bytes, bytes]
 """(topic, key, value) ready for ``Bus.publish_many``."""
 
 
@@ -79,7 +79,7 @@ class FeedPipeline:
         """Let re-request timeouts fire; return re-requests to (re)send."""
         return self._apply(self.recoverer.on_timer(now_ns), receive_ts_ns)
 
-    def take_records(self, *, publish_ts_ns: int) -> list[Record]:
+    def take_records(self, *, publish_ts_ns: int) -> list[OutRecord]:
         """The normalized events produced so far, batched per (topic, symbol)."""
         return self.normalizer.take_records(publish_ts_ns=publish_ts_ns)
 

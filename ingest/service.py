@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 
 from ingest.moldudp64 import Request, encode_request
 from ingest.multicast import open_receiver
-from ingest.pipeline import FeedPipeline, Record
+from ingest.pipeline import FeedPipeline, OutRecord
 from ingest.sequencer import GapRecoverer
 from normalize.fast import FastNormalizer, make_normalizer
 from normalize.normalizer import LocateShard, Normalizer
@@ -143,7 +143,7 @@ class FeedIngest:
         self._feed = feed
         self._bus = bus
         self.pipeline = FeedPipeline(normalizer, recoverer or GapRecoverer())
-        self._queue: asyncio.Queue[tuple[int, list[Record]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[int, list[OutRecord]]] = asyncio.Queue()
         self._transports: list[asyncio.DatagramTransport] = []
         self._tasks: list[asyncio.Task] = []
         self._stopping = asyncio.Event()
