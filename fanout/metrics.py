@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from conflate import Conflator
@@ -46,18 +47,50 @@ class FanoutMetrics:
         self.bad_records = Counter(
             "tp_fanout_bad_records", "Bus records that did not decode", registry=registry
         )
-        self.queue_depth = Histogram(
+        self.queue_depth = LoopHistogram(
             "tp_fanout_queue_depth",
-            "Per-client queue length when its relay wakes",
-            buckets=(0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
-            registry=registry,
+            "Per-client queue length when a frame is sent (0: written without queuing)",
+            (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
         )
-        self.latency = Histogram(
+        self.latency = LoopHistogram(
             "tp_fanout_publish_to_send_seconds",
             "Bus publish time of the oldest update in a frame to the frame being sent",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 2.5, 5.0),
-            registry=registry,
+            (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 2.5, 5.0),
         )
+        if registry is not None:
+            registry.register(self.queue_depth)
+            registry.register(self.latency)
+
+
+class LoopHistogram(Collector):
+    """A Prometheus histogram for one event loop: ``observe`` takes no lock.
+
+    The fanout observes twice per frame sent, tens of thousands of times a second;
+    ``prometheus_client.Histogram.observe`` takes a lock and walks the buckets in Python
+    (about 1.7 µs here), this is one C ``bisect`` and two additions. Observe from one thread
+    only (the server's loop); a scrape from another thread may read a count one frame old.
+    """
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = tuple(float(b) for b in buckets)
+        self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def collect(self) -> Iterable:
+        cumulative = 0
+        buckets = []
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        family = HistogramMetricFamily(self.name, self.documentation)
+        family.add_metric([], buckets, self.sum)
+        yield family
 
 
 class FanoutGauges(Collector):

@@ -39,6 +39,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from conflate import Channel, Conflator, TierTable, UnknownTierError, Update, UpdateBuilder
 from fanout.auth import Authenticator
@@ -78,6 +79,9 @@ MD_TOPICS = (MD_TRADES, MD_QUOTES, MD_STATUS, MD_BARS)
 _BUS_BATCH = 5000
 _RATE_ERROR_EVERY_S = 1.0
 _TEXT_PLAIN = "text/plain; charset=utf-8"
+# websockets' default ``write_limit``: above it ``send`` waits for the socket to drain, and
+# the direct path of ``_distribute`` hands the client to its relay instead.
+_WRITE_HIGH_WATER = 2**15
 
 
 class _Client:
@@ -87,9 +91,11 @@ class _Client:
         "evicted",
         "id",
         "outbox",
+        "pending",
         "rate_error_s",
         "relay",
         "reported_conflated",
+        "sending",
         "session",
         "tier",
         "wake",
@@ -117,6 +123,9 @@ class _Client:
         self.evicted = False
         self.rate_error_s = float("-inf")
         self.reported_conflated = 0
+        # Indexes into the update list of the distribution in progress (``_distribute``).
+        self.pending: list[int] = []
+        self.sending = False  # the relay is inside ``ws.send``
 
     def send_control(self, fragment: str) -> bool:
         ok = self.outbox.push_control(fragment)
@@ -502,7 +511,11 @@ class FanoutServer:
                         queue_depth(len(outbox))
                         batch = outbox.take(batch_max)
                         text = frame(batch.fragments)
-                        await ws.send(text)
+                        client.sending = True
+                        try:
+                            await ws.send(text)
+                        finally:
+                            client.sending = False
                         outbox.mark_sent()
                         frames += 1
                         sent_bytes += len(text)
@@ -626,32 +639,93 @@ class FanoutServer:
             await asyncio.sleep(max(0.0, (next_due - time.monotonic_ns()) / 1e9))
 
     def _distribute(self, tier: str, updates: list[Update], now_ns: int) -> None:
-        """Queue each update for every client of ``tier`` that receives it. Never awaits."""
+        """Send or queue each update for every client of ``tier`` that receives it.
+
+        Never awaits. A client that is caught up (empty outbox, relay idle, the transport's
+        write buffer under the library's high-water mark) gets its share of ``updates`` as
+        frames written at once, the way ``websockets.broadcast`` writes: no queue, no task
+        switch. Any other client's share goes through its outbox and relay, which wait for
+        the socket, conflate and evict. Either way a client's updates keep their order:
+        the direct path is only taken when nothing of that client waits anywhere.
+        """
         if not updates:
             return
         routes = self._routes[tier]
         explicit = routes.explicit
         wild = routes.wild
-        touched: set[_Client] = set()
-        overflowed: list[_Client] = []
-        for update in updates:
+        touched: list[_Client] = []
+        fragments: list[str] = []
+        for index, update in enumerate(updates):
             named = explicit.get((update.channel, update.symbol))
             everyone = wild[update.channel]
             if not named and not everyone:
+                fragments.append("")
                 continue
-            fragment = encode_update(update)
+            fragments.append(encode_update(update))
             for clients in (named, everyone):
                 if not clients:
                     continue
                 for client in clients:
-                    if client.outbox.push(update, fragment, now_ns):
-                        touched.add(client)
-                    else:
-                        overflowed.append(client)
+                    pending = client.pending
+                    if not pending:
+                        touched.append(client)
+                    pending.append(index)
+        if touched:
+            self._flush(touched, updates, fragments, now_ns)
+
+    def _flush(
+        self, touched: list[_Client], updates: list[Update], fragments: list[str], now_ns: int
+    ) -> None:
+        batch_max = self.settings.batch_max
+        latency = self.metrics.latency.observe
+        queue_depth = self.metrics.queue_depth.observe
+        published = [update.publish_ts_ns for update in updates]
+        frames = sent_bytes = messages = 0
+        overflowed: list[_Client] = []
+        for client in touched:
+            pending = client.pending
+            client.pending = []
+            ws = client.ws
+            transport = ws.transport
+            if (
+                not len(client.outbox)
+                and not client.sending
+                and ws.protocol.state is State.OPEN
+                and ws.fragmented_send_waiter is None
+                and transport.get_write_buffer_size() < _WRITE_HIGH_WATER
+            ):
+                for start in range(0, len(pending), batch_max):
+                    chunk = pending[start : start + batch_max]
+                    data = frame(map(fragments.__getitem__, chunk)).encode()
+                    try:
+                        ws.protocol.send_text(data)
+                        ws.send_data()
+                    except Exception as exc:  # the connection is going away
+                        logger.debug("%r: direct write failed: %s", client, exc)
+                        break
+                    frames += 1
+                    sent_bytes += len(data)
+                    messages += len(chunk)
+                    client.outbox.stats.sent += len(chunk)
+                    queue_depth(0)
+                    oldest = min(filter(None, map(published.__getitem__, chunk)), default=0)
+                    if oldest:
+                        latency((time.time_ns() - oldest) / 1e9)
+                continue
+            outbox = client.outbox
+            for index in pending:
+                if not outbox.push(updates[index], fragments[index], now_ns):
+                    overflowed.append(client)
+                    break
+            client.wake.set()
+        metrics = self.metrics
+        if frames:
+            metrics.frames_out.inc(frames)
+            metrics.bytes_out.inc(sent_bytes)
+            metrics.messages_out.inc(messages)
         slow_ns = int(self.settings.slow_client_s * 1e9)
         for client in touched:
-            client.wake.set()
-            if client.outbox.behind_ns(now_ns) >= slow_ns:
+            if client.outbox.behind_ns(now_ns) >= slow_ns and client not in overflowed:
                 overflowed.append(client)
         for client in overflowed:
             if client.outbox.overflowed:
