@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import sys
 import time
 from array import array
@@ -60,6 +61,15 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
+def _pin(pid: int, cpus: set[int] | None) -> None:
+    if cpus:
+        os.sched_setaffinity(pid, cpus)
+
+
+def _cpus(text: str) -> set[int] | None:
+    return {int(c) for c in text.split(",")} if text else None
+
+
 def _cpu_s(proc: psutil.Process) -> float:
     times = proc.cpu_times()
     return times.user + times.system
@@ -87,6 +97,7 @@ def measure(kind: str, clients: list, n: int, args: argparse.Namespace) -> dict:
         token = None
     server = _ctx.Process(target=target, args=(child,), kwargs=kwargs, daemon=True)
     server.start()
+    _pin(server.pid, args.server_cpus)
     try:
         if not parent.poll(30):
             raise RuntimeError(f"{kind} server did not start")
@@ -175,6 +186,7 @@ def run_phase(n: int, args: argparse.Namespace) -> list[dict]:
         parent, child = _ctx.Pipe()
         proc = _ctx.Process(target=run_clients, args=(child,), daemon=True)
         proc.start()
+        _pin(proc.pid, args.client_cpus)
         conns.append(parent)
         procs.append(proc)
     try:
@@ -202,7 +214,9 @@ def report(results: list[dict], args: argparse.Namespace) -> bool:
     print()
     print(
         f"{args.seconds:g} s window after {args.warmup:g} s warm-up, {args.procs} client "
-        f"processes, {args.interval_ms} ms tier, offered input {args.rate:,} updates/s"
+        f"processes, {args.interval_ms} ms tier, offered input {args.rate:,} updates/s, "
+        f"server on CPUs {sorted(args.server_cpus or []) or 'any'}, "
+        f"clients on CPUs {sorted(args.client_cpus or []) or 'any'}"
     )
     print()
     print(
@@ -219,7 +233,8 @@ def report(results: list[dict], args: argparse.Namespace) -> bool:
             extra = (
                 f", feeder {r['feeder_cpu_s']:.1f} CPU s of the window, "
                 f"{r['feed']['skipped']} feed ticks skipped, "
-                f"{r['feed']['evictions']} evictions"
+                f"{r['feed']['evictions']} evictions, gen2 gc {r['feed']['gc_n']} "
+                f"taking {r['feed']['gc_s']:.2f} s"
             )
         print(
             f"{r['kind']} @ {r['clients']:,}: connected in {r['connect_s']:.1f} s, "
@@ -272,6 +287,18 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=100_000, help="input updates/s offered")
     parser.add_argument("--interval-ms", type=int, default=200, help="the default tier")
     parser.add_argument("--procs", type=int, default=2, help="client processes")
+    parser.add_argument(
+        "--server-cpus",
+        type=_cpus,
+        default=_cpus("0"),
+        help="CPUs the server process may run on (comma-separated; '' = any)",
+    )
+    parser.add_argument(
+        "--client-cpus",
+        type=_cpus,
+        default=_cpus("1"),
+        help="CPUs the client processes may run on (comma-separated; '' = any)",
+    )
     args = parser.parse_args()
     if not 1 <= args.seconds <= 120 or any(not 1 <= n <= 20_000 for n in args.clients):
         parser.error("--seconds must be 1..120 and each client count 1..20000")

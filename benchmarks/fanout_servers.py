@@ -16,6 +16,7 @@ for ``seconds`` and answers with its statistics; ``("stop",)`` stops the server.
 from __future__ import annotations
 
 import asyncio
+import gc
 import resource
 import time
 from multiprocessing.connection import Connection
@@ -24,6 +25,7 @@ from fanout import FanoutServer, PoolAuthenticator
 from fanout.protocol import rfc3339
 from normalize.proto import marketdata_pb2 as pb
 from tickerplant.bus import MemoryBus
+from tickerplant.runtime import tune_gc_for_latency
 from tickerplant.settings import ConflateSettings, FanoutSettings
 from tickerplant.topics import MD_QUOTES, MD_TRADES
 
@@ -139,6 +141,20 @@ async def _fanout_main(conn: Connection, *, max_connections: int, rate: int, int
         )
         await server.start()
         feeder = _Feeder(rate)
+        # Full (generation 2) collections during the feed: count and time.
+        gc_s = [0.0]
+        gc_n = [0]
+        started = [0.0]
+
+        def on_gc(phase: str, info: dict) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            elif info["generation"] == 2:
+                gc_s[0] += time.perf_counter() - started[0]
+                gc_n[0] += 1
+
+        tune_gc_for_latency()  # as ``tickerplant fanout`` does once its server is up
+        gc.callbacks.append(on_gc)
         conn.send({"url": server.url})
 
         async def step() -> None:
@@ -147,7 +163,11 @@ async def _fanout_main(conn: Connection, *, max_connections: int, rate: int, int
             await bus.publish_many(MD_TRADES, trades)
 
         async def feed(seconds: float) -> dict:
+            gc_s[0] = 0.0
+            gc_n[0] = 0
             stats = await _paced(seconds, step)
+            stats["gc_s"] = gc_s[0]
+            stats["gc_n"] = gc_n[0]
             stats["updates"] = stats["ticks"] * feeder.per_tick
             stats["connections"] = server.connections
             stats["evictions"] = server.evictions

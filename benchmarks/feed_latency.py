@@ -38,10 +38,11 @@ from prometheus_client import CollectorRegistry  # noqa: E402
 from exchange_sim import OrderFlow, default_symbols  # noqa: E402
 from ingest.moldudp64 import PacketBuilder  # noqa: E402
 from ingest.multicast import open_sender  # noqa: E402
-from ingest.service import FeedIngest, tune_gc_for_latency  # noqa: E402
+from ingest.service import FeedIngest  # noqa: E402
 from normalize.itch import encode  # noqa: E402
 from normalize.proto import marketdata_pb2 as pb  # noqa: E402
 from tickerplant.bus import KafkaBus, MemoryBus  # noqa: E402
+from tickerplant.runtime import tune_gc_for_latency  # noqa: E402
 from tickerplant.settings import FeedSettings, Settings  # noqa: E402
 from tickerplant.topics import MD_QUOTES, MD_STATUS, MD_TRADES  # noqa: E402
 

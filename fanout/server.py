@@ -8,15 +8,17 @@ Tasks (all on one event loop, so the synchronous sections below are atomic):
 - per client, a **handler** reads client messages (auth, subscribe, unsubscribe) and a
   **relay** drains the client's ``ConflatingOutbox`` into frames.
 
-Distribution only *pushes* into outboxes and wakes relays; it never awaits a socket
-(websockets' broadcast guidance), so a stalled client costs one bounded queue and delays
-no one. A client whose queue overflows, or that stays behind for ``slow_client_s``, is
-evicted: error 407 and close code 4407.
+Distribution never awaits a socket (websockets' broadcast guidance): a caught-up client's
+frame is written to its transport at once, as ``websockets.broadcast`` does; a client with
+anything waiting gets the update pushed into its bounded ``ConflatingOutbox`` and its relay
+woken. A stalled client costs one bounded queue and delays no one. A client whose queue
+overflows, or that stays behind for ``slow_client_s``, is evicted: error 407 and close code
+4407. A distribution to many clients yields to the loop every ``_FLUSH_CHUNK`` clients.
 
 Snapshot atomicity: a subscribe records the routes, queues the acknowledgement and the
 snapshot (from the tier's cache = what the tier last emitted) in one synchronous step;
-distribution is synchronous too, so every later update of those symbols is queued after
-the snapshot, and every earlier one is already in it. No gap, no duplicate.
+a distribution's routing is synchronous too, so every later update of those symbols is
+routed after the snapshot, and every earlier one is already in it. No gap, no duplicate.
 
 Close codes: ``4000 + error code`` (4402 auth failed, 4404 auth timeout, 4406 connection
 limit, 4407 slow client); 1009 for a frame over ``max_frame_bytes`` (the library's).
@@ -82,6 +84,8 @@ _TEXT_PLAIN = "text/plain; charset=utf-8"
 # websockets' default ``write_limit``: above it ``send`` waits for the socket to drain, and
 # the direct path of ``_distribute`` hands the client to its relay instead.
 _WRITE_HIGH_WATER = 2**15
+# Clients served per step of a distribution before yielding to the event loop (~10-20 ms).
+_FLUSH_CHUNK = 1000
 
 
 class _Client:
@@ -90,6 +94,7 @@ class _Client:
         "closing",
         "evicted",
         "id",
+        "inflight",
         "outbox",
         "pending",
         "rate_error_s",
@@ -123,8 +128,10 @@ class _Client:
         self.evicted = False
         self.rate_error_s = float("-inf")
         self.reported_conflated = 0
-        # Indexes into the update list of the distribution in progress (``_distribute``).
+        # The distribution in progress for this client (``_distribute``): indexes into
+        # ``inflight``, that distribution's update list.
         self.pending: list[int] = []
+        self.inflight: list[Update] = []
         self.sending = False  # the relay is inside ``ws.send``
 
     def send_control(self, fragment: str) -> bool:
@@ -461,6 +468,7 @@ class FanoutServer:
         else:
             change = session.unsubscribe(command.symbols)
             routes.unsubscribed(client, change)
+            self._unroute_pending(client)
             removed = client.outbox.discard(lambda u: session.receives(u.channel, u.symbol))
             if removed:
                 self.metrics.dropped.labels("unsubscribed").inc(removed)
@@ -624,7 +632,7 @@ class FanoutServer:
                 active = self._routes[name].active
                 out = conflator.add_updates(updates, emit=active)
                 if out:
-                    self._distribute(name, out, now_ns)
+                    await self._distribute(name, out, now_ns)
 
     async def _tick_loop(self) -> None:
         interval = [(name, c) for name, c in self.conflators.items() if not c.tier.realtime]
@@ -634,19 +642,24 @@ class FanoutServer:
             now = time.monotonic_ns()
             for name, conflator in interval:
                 if conflator.due(now):
-                    self._distribute(name, conflator.tick(now), time.time_ns())
+                    await self._distribute(name, conflator.tick(now), time.time_ns())
             next_due = min(conflator.next_due_ns(now) for _, conflator in interval)
             await asyncio.sleep(max(0.0, (next_due - time.monotonic_ns()) / 1e9))
 
-    def _distribute(self, tier: str, updates: list[Update], now_ns: int) -> None:
+    async def _distribute(self, tier: str, updates: list[Update], now_ns: int) -> None:
         """Send or queue each update for every client of ``tier`` that receives it.
 
-        Never awaits. A client that is caught up (empty outbox, relay idle, the transport's
-        write buffer under the library's high-water mark) gets its share of ``updates`` as
-        frames written at once, the way ``websockets.broadcast`` writes: no queue, no task
-        switch. Any other client's share goes through its outbox and relay, which wait for
-        the socket, conflate and evict. Either way a client's updates keep their order:
-        the direct path is only taken when nothing of that client waits anywhere.
+        Routing is one synchronous step (atomic with subscribe: every client subscribed
+        before it gets these updates, every later one has them in its snapshot). Then the
+        clients are served ``_FLUSH_CHUNK`` at a time, yielding to the loop in between, so a
+        tick to 10,000 clients does not hold up the bus reader or the other tiers. A client
+        that is caught up (empty outbox, relay idle, the transport's write buffer under the
+        library's high-water mark) gets its share of ``updates`` as frames written at once,
+        the way ``websockets.broadcast`` writes: no queue, no task switch. Any other
+        client's share goes through its outbox and relay, which wait for the socket,
+        conflate and evict. Either way a client's updates keep their order: the direct path
+        is only taken when nothing of that client waits anywhere. What a client
+        unsubscribes from while its share waits here is dropped (``_unroute_pending``).
         """
         if not updates:
             return
@@ -669,9 +682,22 @@ class FanoutServer:
                     pending = client.pending
                     if not pending:
                         touched.append(client)
+                        client.inflight = updates
                     pending.append(index)
-        if touched:
-            self._flush(touched, updates, fragments, now_ns)
+        for start in range(0, len(touched), _FLUSH_CHUNK):
+            if start:
+                await asyncio.sleep(0)
+            self._flush(touched[start : start + _FLUSH_CHUNK], updates, fragments, now_ns)
+
+    @staticmethod
+    def _unroute_pending(client: _Client) -> None:
+        """Drop from ``client``'s waiting share what it no longer receives."""
+        if client.pending:
+            inflight = client.inflight
+            receives = client.session.receives
+            client.pending = [
+                i for i in client.pending if receives(inflight[i].channel, inflight[i].symbol)
+            ]
 
     def _flush(
         self, touched: list[_Client], updates: list[Update], fragments: list[str], now_ns: int
@@ -685,6 +711,9 @@ class FanoutServer:
         for client in touched:
             pending = client.pending
             client.pending = []
+            client.inflight = []
+            if not pending or client.evicted:
+                continue  # unsubscribed from all of it, or evicted, while waiting
             ws = client.ws
             transport = ws.transport
             if (

