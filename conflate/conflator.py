@@ -99,6 +99,8 @@ class Conflator:
         self.stats = ConflatorStats()
         # Pending changes keyed by conflation key; statuses get unique keys so none merges.
         self._pending: dict[object, Update] = {}
+        # Trade keys with more than one trade pending: [volume, count, newest update].
+        self._trade_sums: dict[object, list] = {}
         self._status_ids = itertools.count()
         self._builder = UpdateBuilder()
         self._last_tick_ns: int | None = None
@@ -135,17 +137,26 @@ class Conflator:
                     out.append(update)
             return out
         pending = self._pending
+        sums = self._trade_sums
         for update in updates:
             events_in[update.channel] += 1
             key = update.key
             if key is None:
                 key = ("s", next(self._status_ids))
             waiting = pending.get(key)
-            # A quote merges into the newer one, so it just replaces (keeping the key's place).
-            if waiting is None or type(update) is QuoteUpdate:
+            # Quotes and bars merge into the newer one, so they just replace (keeping the
+            # key's place). Trades add up: their sums are kept here and the merged update
+            # is built once, at the tick, not once per trade (``TradeUpdate.merge`` folded).
+            if waiting is None or type(update) is not TradeUpdate:
                 pending[key] = update
+                continue
+            acc = sums.get(key)
+            if acc is None:
+                sums[key] = [waiting.volume + update.volume, waiting.count + update.count, update]
             else:
-                pending[key] = waiting.merge(update)
+                acc[0] += update.volume
+                acc[1] += update.count
+                acc[2] = update
         return []
 
     # -- output -----------------------------------------------------------------------------
@@ -168,6 +179,13 @@ class Conflator:
         self.stats.ticks += 1
         if not self._pending:
             return []
+        if self._trade_sums:
+            pending = self._pending
+            for key, (volume, count, newest) in self._trade_sums.items():
+                pending[key] = TradeUpdate(
+                    newest.trade, volume, count, newest.total_volume, newest.total_count
+                )
+            self._trade_sums.clear()
         updates = list(self._pending.values())
         self._pending.clear()
         for update in updates:

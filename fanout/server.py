@@ -69,6 +69,7 @@ from fanout.protocol import (
     success,
 )
 from fanout.session import StreamSession, SubscriptionChange, TokenBucket
+from fanout.wire import text_frame_header
 from normalize.proto import marketdata_pb2 as pb
 from tickerplant.bus import Bus, Subscription
 from tickerplant.observability import Health, health_response
@@ -84,6 +85,9 @@ _TEXT_PLAIN = "text/plain; charset=utf-8"
 # websockets' default ``write_limit``: above it ``send`` waits for the socket to drain, and
 # the direct path of ``_distribute`` hands the client to its relay instead.
 _WRITE_HIGH_WATER = 2**15
+# The direct path writes whole text frames itself (``text_frame_header``): the connections
+# negotiate no extension (``compression=None``), send no fragmented message, and the
+# ``State.OPEN`` check keeps data from following a close frame.
 # Clients served per step of a distribution before yielding to the event loop (~10-20 ms).
 _FLUSH_CHUNK = 1000
 
@@ -720,15 +724,14 @@ class FanoutServer:
                 not len(client.outbox)
                 and not client.sending
                 and ws.protocol.state is State.OPEN
-                and ws.fragmented_send_waiter is None
                 and transport.get_write_buffer_size() < _WRITE_HIGH_WATER
             ):
+                whole = len(pending) <= batch_max
                 for start in range(0, len(pending), batch_max):
-                    chunk = pending[start : start + batch_max]
+                    chunk = pending if whole else pending[start : start + batch_max]
                     data = frame(map(fragments.__getitem__, chunk)).encode()
                     try:
-                        ws.protocol.send_text(data)
-                        ws.send_data()
+                        transport.write(text_frame_header(len(data)) + data)
                     except Exception as exc:  # the connection is going away
                         logger.debug("%r: direct write failed: %s", client, exc)
                         break
