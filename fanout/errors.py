@@ -65,6 +65,11 @@ class SlowClientError(StreamError):
     text = "slow client"
 
 
+class InsufficientSubscriptionError(StreamError):
+    code = 409
+    text = "insufficient subscription"
+
+
 class InvalidSubscribeActionError(StreamError):
     code = 410
     text = "invalid subscribe action"

@@ -49,6 +49,7 @@ from fanout.errors import (
     AuthFailedError,
     AuthTimeoutError,
     ConnectionLimitExceededError,
+    InsufficientSubscriptionError,
     InternalStreamError,
     InvalidSyntaxError,
     RateLimitedError,
@@ -72,6 +73,7 @@ from fanout.session import StreamSession, SubscriptionChange, TokenBucket
 from fanout.wire import text_frame_header
 from normalize.proto import marketdata_pb2 as pb
 from tickerplant.bus import Bus, Subscription
+from tickerplant.identity import Role
 from tickerplant.observability import Health, health_response
 from tickerplant.settings import ConflateSettings, FanoutSettings
 from tickerplant.topics import MD_BARS, MD_QUOTES, MD_STATUS, MD_TRADES
@@ -232,6 +234,7 @@ class FanoutServer:
         self.settings = settings or FanoutSettings()
         conflate = conflate or ConflateSettings()
         self.tiers = TierTable.from_settings(conflate.interval_ms, conflate.tiers)
+        self._tier_roles = tier_roles(self.tiers, conflate.tier_roles)
         self._bus = bus
         self._auth = authenticator
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -454,6 +457,15 @@ class FanoutServer:
                 self.metrics.disconnects.labels("auth_failed").inc()
                 self.metrics.client_errors.labels("402").inc()
                 client.close_after(AuthFailedError())
+                return
+            allowed = self._tier_roles.get(client.tier)
+            if allowed is not None and user.role not in allowed:
+                self.metrics.disconnects.labels("insufficient_subscription").inc()
+                self.metrics.client_errors.labels("409").inc()
+                roles = " or ".join(sorted(allowed))
+                client.close_after(
+                    InsufficientSubscriptionError(f"the {client.tier} tier needs role {roles}")
+                )
                 return
             session.authenticated(user)
             client.send_control(success("authenticated"))
@@ -765,6 +777,16 @@ class FanoutServer:
             else:
                 seconds = self.settings.slow_client_s
                 self._evict(client, SlowClientError(f"behind for {seconds:g}s"), "slow_client")
+
+
+def tier_roles(tiers: TierTable, configured: dict[str, list[str]]) -> dict[str, frozenset[Role]]:
+    """``TP_CONFLATE__TIER_ROLES`` checked against the tiers: tier -> the roles it admits."""
+    gated: dict[str, frozenset[Role]] = {}
+    for tier, roles in configured.items():
+        if tier not in tiers.tiers:
+            raise UnknownTierError(tier, tuple(tiers.tiers))
+        gated[tier] = frozenset(Role.parse(role) for role in roles)
+    return gated
 
 
 def _response(status: int, body: bytes, content_type: str = _TEXT_PLAIN) -> Response:

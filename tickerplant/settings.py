@@ -82,6 +82,10 @@ class ConflateSettings(BaseModel):
         default_factory=lambda: {"realtime": 0, "1s": 1000},
         description="further tiers: name -> interval in ms (0 = unconflated)",
     )
+    tier_roles: dict[str, list[str]] = Field(
+        default_factory=lambda: {"realtime": ["quant", "admin"]},
+        description="tiers open only to these roles (unlisted tiers: every user)",
+    )
 
 
 class FanoutSettings(BaseModel):

@@ -17,6 +17,7 @@ from tickerplant.settings import ConflateSettings, FanoutSettings
 
 SECRET = "fanout-test-secret"
 ANN = User(UserId(7), "ann", Role.TRADER, datetime(2024, 1, 1, tzinfo=UTC))
+PRO = User(UserId(8), "pat", Role.QUANT, datetime(2024, 1, 1, tzinfo=UTC))  # may use realtime
 
 
 def stream_token(user: User = ANN) -> str:

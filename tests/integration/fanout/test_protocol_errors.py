@@ -10,6 +10,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from tests.integration.fanout.conftest import (
+    PRO,
     eventually,
     open_client,
     recv_json,
@@ -173,7 +174,7 @@ async def test_a_frame_over_the_size_limit_closes_only_that_client_with_1009(sta
 
 
 async def test_an_unknown_tier_is_400_and_a_known_one_is_accepted(start_server):
-    """?tier=5s is refused naming the tiers; ?tier=realtime connects."""
+    """?tier=5s is refused naming the tiers; ?tier=realtime connects (for a quant)."""
     server = await start_server()
     async with asyncio.timeout(10):
         from websockets.asyncio.client import connect
@@ -187,5 +188,35 @@ async def test_an_unknown_tier_is_400_and_a_known_one_is_accepted(start_server):
             }
         ]
         assert (await closed_with(ws))[0] == 4400
-        ok = await open_client(server, token=stream_token(), query="?tier=realtime")
+        ok = await open_client(server, token=stream_token(PRO), query="?tier=realtime")
         await ok.close()
+
+
+async def test_the_realtime_tier_refuses_a_trader_with_409_and_admits_a_quant(start_server):
+    """Unconflated prices are for professional roles (``tier_roles``, default quant and
+    admin): a trader's auth on ?tier=realtime gets 409 and close code 4409; the same trader
+    on the default tier and a quant on realtime are authenticated."""
+    server = await start_server()
+    async with asyncio.timeout(10):
+        from websockets.asyncio.client import connect
+
+        ws = await connect(server.url + "?tier=realtime")
+        assert (await recv_json(ws))[0]["msg"] == "connected"
+        await send(ws, action="auth", token=stream_token())
+        assert await recv_json(ws) == [
+            {
+                "T": "error",
+                "code": 409,
+                "msg": "insufficient subscription: the realtime tier needs role admin or quant",
+            }
+        ]
+        assert await closed_with(ws) == (
+            4409,
+            "insufficient subscription: the realtime tier needs role admin or quant",
+        )
+        trader = await open_client(server, token=stream_token())
+        quant = await open_client(server, token=stream_token(PRO), query="?tier=realtime")
+        await send(quant, action="subscribe", quotes=["AAPL"])
+        assert (await recv_json(quant))[0]["T"] == "subscription"
+        await trader.close()
+        await quant.close()

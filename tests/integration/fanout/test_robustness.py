@@ -15,6 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.integration.fanout.conftest import (
+    PRO,
     eventually,
     open_client,
     recv_json,
@@ -45,7 +46,7 @@ async def test_a_client_that_stops_reading_is_bounded_then_evicted_with_4407_oth
         raw.connect(("127.0.0.1", server.port))
         stalled = await connect(server.url + "?tier=realtime", sock=raw, max_queue=1)
         await recv_json(stalled)
-        await send(stalled, action="auth", token=stream_token())
+        await send(stalled, action="auth", token=stream_token(PRO))
         await recv_json(stalled)
         await send(stalled, action="subscribe", quotes=["*"])
         await recv_json(stalled)
@@ -132,7 +133,7 @@ async def test_fuzzed_frames_never_crash_the_server_and_other_clients_keep_recei
     server = await start_server(max_frame_bytes=4096, rate_per_s=1000, rate_burst=1000)
     rng = random.Random(99)
     async with asyncio.timeout(60):
-        watcher = await open_client(server, token=stream_token(), query="?tier=realtime")
+        watcher = await open_client(server, token=stream_token(PRO), query="?tier=realtime")
         await send(watcher, action="subscribe", quotes=["AAPL"])
         await recv_json(watcher)
         closes: list[int] = []
@@ -260,7 +261,7 @@ async def test_a_stalled_client_leaves_the_other_clients_p99_latency_unchanged(
 
     async with asyncio.timeout(30):
         readers = [
-            await open_client(server, token=stream_token(), query="?tier=realtime")
+            await open_client(server, token=stream_token(PRO), query="?tier=realtime")
             for _ in range(20)
         ]
         for ws in readers:
@@ -274,7 +275,7 @@ async def test_a_stalled_client_leaves_the_other_clients_p99_latency_unchanged(
         raw.connect(("127.0.0.1", server.port))
         stalled = await connect(server.url + "?tier=realtime", sock=raw, max_queue=1)
         await recv_json(stalled)
-        await send(stalled, action="auth", token=stream_token())
+        await send(stalled, action="auth", token=stream_token(PRO))
         await recv_json(stalled)
         await send(stalled, action="subscribe", quotes=["*"])
         await recv_json(stalled)

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from tests.integration.fanout.conftest import open_client, recv_json, send, stream_token
+from tests.integration.fanout.conftest import PRO, open_client, recv_json, send, stream_token
 from tests.unit.conflate.builders import quote, record, status, trade
 from tickerplant.topics import MD_QUOTES, MD_STATUS, MD_TRADES
 
@@ -31,7 +31,7 @@ async def test_fifty_quote_changes_in_one_interval_reach_a_subscriber_as_one_quo
     server = await start_server(interval_ms=200)
     async with asyncio.timeout(20):
         conflated = await open_client(server, token=stream_token())
-        realtime = await open_client(server, token=stream_token(), query="?tier=realtime")
+        realtime = await open_client(server, token=stream_token(PRO), query="?tier=realtime")
         for ws in (conflated, realtime):
             await send(ws, action="subscribe", quotes=["AAPL"])
             assert (await recv_json(ws))[0]["T"] == "subscription"
