@@ -48,7 +48,11 @@ Key = tuple[str, str] | tuple[str, str, int]
 _set = object.__setattr__
 
 
-@dataclass(frozen=True, slots=True)
+# Trades and quotes are built once per event (100,000 a second and more), so these two are
+# not ``frozen``: a frozen dataclass sets every field through ``object.__setattr__``, which
+# doubled the cost of building one. They are immutable by convention: nothing assigns to
+# an update after ``__init__`` (they are shared by every tier and every client's queue).
+@dataclass(slots=True, init=False)
 class TradeUpdate:
     """The last trade of an interval, the interval's volume and count, and running totals."""
 
@@ -57,18 +61,24 @@ class TradeUpdate:
     count: int
     total_volume: int
     total_count: int
-    symbol: str = field(init=False, repr=False, compare=False)
-    publish_ts_ns: int = field(init=False, repr=False, compare=False)
-    key: Key = field(init=False, repr=False, compare=False)
+    symbol: str = field(repr=False, compare=False)
+    publish_ts_ns: int = field(repr=False, compare=False)
+    key: Key = field(repr=False, compare=False)
 
     channel = Channel.TRADES
 
-    def __post_init__(self) -> None:
-        trade = self.trade
+    def __init__(
+        self, trade: pb.Trade, volume: int, count: int, total_volume: int, total_count: int
+    ) -> None:
+        self.trade = trade
+        self.volume = volume
+        self.count = count
+        self.total_volume = total_volume
+        self.total_count = total_count
         symbol = trade.symbol
-        _set(self, "symbol", symbol)
-        _set(self, "publish_ts_ns", trade.publish_ts_ns)
-        _set(self, "key", (Channel.TRADES, symbol))
+        self.symbol = symbol
+        self.publish_ts_ns = trade.publish_ts_ns
+        self.key = (Channel.TRADES, symbol)
 
     @property
     def seq(self) -> int:
@@ -87,23 +97,23 @@ class TradeUpdate:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class QuoteUpdate:
     """The best bid and offer."""
 
     quote: pb.Quote
-    symbol: str = field(init=False, repr=False, compare=False)
-    publish_ts_ns: int = field(init=False, repr=False, compare=False)
-    key: Key = field(init=False, repr=False, compare=False)
+    symbol: str = field(repr=False, compare=False)
+    publish_ts_ns: int = field(repr=False, compare=False)
+    key: Key = field(repr=False, compare=False)
 
     channel = Channel.QUOTES
 
-    def __post_init__(self) -> None:
-        quote = self.quote
+    def __init__(self, quote: pb.Quote) -> None:
+        self.quote = quote
         symbol = quote.symbol
-        _set(self, "symbol", symbol)
-        _set(self, "publish_ts_ns", quote.publish_ts_ns)
-        _set(self, "key", (Channel.QUOTES, symbol))
+        self.symbol = symbol
+        self.publish_ts_ns = quote.publish_ts_ns
+        self.key = (Channel.QUOTES, symbol)
 
     @property
     def seq(self) -> int:

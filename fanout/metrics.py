@@ -82,6 +82,11 @@ class LoopHistogram(Collector):
         self.counts[bisect_left(self.bounds, value)] += 1
         self.sum += value
 
+    def observe_many(self, value: float, times: int) -> None:
+        """``times`` observations of ``value`` at once."""
+        self.counts[bisect_left(self.bounds, value)] += times
+        self.sum += value * times
+
     def collect(self) -> Iterable:
         cumulative = 0
         buckets = []
