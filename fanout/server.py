@@ -62,6 +62,7 @@ from fanout.protocol import (
     Auth,
     Command,
     Subscribe,
+    Unsubscribe,
     encode_update,
     error,
     frame,
@@ -470,7 +471,11 @@ class FanoutServer:
             session.authenticated(user)
             client.send_control(success("authenticated"))
             return
-        # Subscribe / unsubscribe: from here to the end, no await (atomic with distribution).
+        self._change_subscription(client, command)
+
+    def _change_subscription(self, client: _Client, command: Subscribe | Unsubscribe) -> None:
+        """Subscribe or unsubscribe: synchronous, so atomic with a distribution's routing."""
+        session = client.session
         routes = self._routes[client.tier]
         if isinstance(command, Subscribe):
             before = {
@@ -484,8 +489,8 @@ class FanoutServer:
         else:
             change = session.unsubscribe(command.symbols)
             routes.unsubscribed(client, change)
-            self._unroute_pending(client)
-            removed = client.outbox.discard(lambda u: session.receives(u.channel, u.symbol))
+            removed = self._unroute_pending(client)
+            removed += client.outbox.discard(lambda u: session.receives(u.channel, u.symbol))
             if removed:
                 self.metrics.dropped.labels("unsubscribed").inc(removed)
             ok = client.send_control(subscription(session.current()))
@@ -706,14 +711,16 @@ class FanoutServer:
             self._flush(touched[start : start + _FLUSH_CHUNK], updates, fragments, now_ns)
 
     @staticmethod
-    def _unroute_pending(client: _Client) -> None:
-        """Drop from ``client``'s waiting share what it no longer receives."""
-        if client.pending:
-            inflight = client.inflight
-            receives = client.session.receives
-            client.pending = [
-                i for i in client.pending if receives(inflight[i].channel, inflight[i].symbol)
-            ]
+    def _unroute_pending(client: _Client) -> int:
+        """Drop from ``client``'s share of a distribution in progress what it no longer
+        receives (it unsubscribed between the routing and its chunk); how many."""
+        pending = client.pending
+        if not pending:
+            return 0
+        inflight = client.inflight
+        receives = client.session.receives
+        client.pending = [i for i in pending if receives(inflight[i].channel, inflight[i].symbol)]
+        return len(pending) - len(client.pending)
 
     def _flush(
         self, touched: list[_Client], updates: list[Update], fragments: list[str], now_ns: int

@@ -8,6 +8,9 @@ import random
 
 import pytest
 
+import fanout.server
+from conflate import Channel
+from fanout.protocol import Unsubscribe
 from tests.integration.fanout.conftest import PRO, open_client, recv_json, send, stream_token
 from tests.unit.conflate.builders import quote, record, status, trade
 from tickerplant.topics import MD_QUOTES, MD_STATUS, MD_TRADES
@@ -166,3 +169,52 @@ async def test_clients_subscribing_mid_stream_see_no_gap_and_no_duplicate(start_
         trades = [m for m in results[0] if m["T"] == "t" and m["S"] == symbol]
         assert sum(m["v"] for m in trades) == sum(size for _, size in published[symbol])
         assert sum(m["n"] for m in trades) == total // 2
+
+
+async def test_an_unsubscribe_between_two_chunks_of_a_distribution_drops_the_waiting_update(
+    start_server, memory_bus, monkeypatch
+):
+    """A tick is served one client per chunk (``_FLUSH_CHUNK`` = 1), yielding in between.
+    Client B unsubscribes AAPL after the tick was routed but before B's chunk: B's ack comes,
+    and no AAPL quote after it; A, served first, still gets the quote; B keeps MSFT."""
+    monkeypatch.setattr(fanout.server, "_FLUSH_CHUNK", 1)
+    server = await start_server(interval_ms=50)
+    async with asyncio.timeout(20):
+        a = await open_client(server, token=stream_token())
+        b = await open_client(server, token=stream_token())
+        for ws in (a, b):
+            await send(ws, action="subscribe", quotes=["AAPL", "MSFT"])
+            assert (await recv_json(ws))[0]["T"] == "subscription"
+        client_b = max(server._clients, key=lambda c: c.id)
+        flush = server._flush
+        interrupted = []
+
+        def flush_with_unsubscribe(touched, updates, fragments, now_ns):
+            if client_b in touched and not interrupted:
+                interrupted.append(len(client_b.pending))
+                unsubscribe = Unsubscribe({Channel.QUOTES: ("AAPL",)})
+                server._change_subscription(client_b, unsubscribe)
+            flush(touched, updates, fragments, now_ns)
+
+        monkeypatch.setattr(server, "_flush", flush_with_unsubscribe)
+        await memory_bus.publish_many(
+            MD_QUOTES, [record("AAPL", quote("AAPL", 1)), record("MSFT", quote("MSFT", 2))]
+        )
+        got_a = await messages_until(a, lambda m: len(m) >= 2)
+        assert sorted((m["S"], m["i"]) for m in got_a) == [("AAPL", 1), ("MSFT", 2)]
+        got_b: list[dict] = []
+        while len(got_b) < 2:  # the ack and the quote queue together: one frame or two
+            got_b += await recv_json(b)
+        assert interrupted == [2]  # B's share held both quotes when it unsubscribed
+        assert got_b[0] == {
+            "T": "subscription",
+            "trades": [],
+            "quotes": ["MSFT"],
+            "bars": [],
+            "statuses": [],
+        }
+        assert [(m["S"], m["i"]) for m in got_b[1:]] == [("MSFT", 2)]
+        with pytest.raises(TimeoutError):
+            await recv_json(b, timeout=0.3)
+        await a.close()
+        await b.close()
