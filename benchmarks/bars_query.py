@@ -15,7 +15,13 @@ with psycopg, without HTTP or encoding.
 
 Targets (issue 5): JSON p50 < 50 ms and p99 < 200 ms; Arrow faster than JSON.
 
-Run: ``.venv/bin/python benchmarks/bars_query.py [--dsn URL] [--requests 200]``
+Run: ``.venv/bin/python benchmarks/bars_query.py [--dsn URL] [--requests 200] [--keep NAME]``
+
+``--keep NAME`` (for development) loads into the database ``NAME`` once and leaves it there;
+later runs with the same ``NAME`` find its rows (same symbols, same day of loading) and skip
+the ~2-minute load. The migrations still run, so a new migration applies to a kept database.
+Without it a scratch database is created and dropped. Figures for the record come from a
+fresh load (no ``--keep``), or from a kept database loaded the same day.
 """
 
 from __future__ import annotations
@@ -246,11 +252,23 @@ def sql_only(dsn: str, symbols: list[str], start: datetime, end: datetime, n: in
     return times
 
 
-def scratch_database(admin_dsn: str) -> tuple[str, str]:
-    name = f"bench_bars_{uuid.uuid4().hex[:8]}"
+def scratch_database(admin_dsn: str, name: str | None = None) -> tuple[str, str, bool]:
+    """A database for the run: ``name`` if given (created unless it exists), else a new
+    scratch one; returns (name, DSN, whether it already existed)."""
+    name = name or f"bench_bars_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return name, make_conninfo(admin_dsn, dbname=name)
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return name, make_conninfo(admin_dsn, dbname=name), exists is not None
+
+
+def already_loaded(dsn: str) -> int:
+    """Rows of 1-minute bars a kept database holds (0 when it needs loading)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM bars WHERE timeframe = '1Min' AND symbol = 'S000'"
+        ).fetchone()[0] * SYMBOLS
 
 
 def drop_database(admin_dsn: str, name: str) -> None:
@@ -265,24 +283,32 @@ def main() -> None:
     parser.add_argument("--dsn", default=os.environ.get("TP_TEST_DATABASE_URL", ""))
     parser.add_argument("--requests", type=int, default=200, help="queries per format")
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument(
+        "--keep", metavar="NAME", help="load into database NAME once and reuse it (development)"
+    )
     args = parser.parse_args()
     if not args.dsn:
         parser.error("give --dsn or set TP_TEST_DATABASE_URL (deploy/postgres/pg.sh start DIR)")
 
     print(f"{machine()}; load average {os.getloadavg()[0]:.2f} at start", flush=True)
     symbols = [f"S{i:03d}" for i in range(SYMBOLS)]
-    name, dsn = scratch_database(args.dsn)
+    name, dsn, existed = scratch_database(args.dsn, args.keep)
     try:
         migrate(dsn)
-        started = time.perf_counter()
-        rows = load(dsn, symbols)
-        print(
-            f"loaded {rows:,} 1-minute bars ({rows // SYMBOLS:,} per symbol, {SYMBOLS} symbols)"
-            f" with COPY in {time.perf_counter() - started:.1f} s (incl. VACUUM ANALYZE)",
-            flush=True,
-        )
+        rows = already_loaded(dsn) if existed else 0
+        if rows:
+            print(f"reusing database {name}: {rows:,} 1-minute bars already loaded", flush=True)
+        else:
+            started = time.perf_counter()
+            rows = load(dsn, symbols)
+            print(
+                f"loaded {rows:,} 1-minute bars ({rows // SYMBOLS:,} per symbol,"
+                f" {SYMBOLS} symbols) with COPY in {time.perf_counter() - started:.1f} s"
+                " (incl. aggregates and VACUUM ANALYZE)",
+                flush=True,
+            )
         with psycopg.connect(dsn, autocommit=True) as conn:
-            _, token = create_user(conn, "bench", Role.QUANT)
+            _, token = create_user(conn, f"bench-{uuid.uuid4().hex[:8]}", Role.QUANT)
         now = datetime.now(UTC).replace(microsecond=0)
         year_ago = now - timedelta(days=365)
         start, end = year_ago.isoformat(), now.isoformat()
@@ -335,7 +361,8 @@ def main() -> None:
         )
         print(f"load average {os.getloadavg()[0]:.2f} at end")
     finally:
-        drop_database(args.dsn, name)
+        if args.keep is None:
+            drop_database(args.dsn, name)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ __all__ = [
     "bucket_sql",
     "decode_page_token",
     "encode_page_token",
+    "page_text_query",
     "parse_timeframe",
 ]
 
@@ -163,6 +164,8 @@ def bars_query(
     even for a stored timeframe (to check ``bar_aggregates`` against)."""
     order = "DESC" if descending else "ASC"
     params: dict[str, object] = {"symbols": symbols, "start": start, "end": end, "limit": limit}
+    if (tf.unit == "Min" and tf.amount == 1) or (str(tf) in STORED_TIMEFRAMES and not resample):
+        return _stored_query(tf, params, order=order, after=after), params
     # Keyset pagination: the 1-minute scan starts past the page token, so a later page
     # aggregates only its own range. A bucket's start is a non-decreasing function of the
     # minute's start and never after it, so every bucket after ``after_t`` (before it, when
@@ -186,21 +189,7 @@ def bars_query(
             f" OR (symbol = %(after_symbol)s AND t {cmp} %(after_t)s)"
         )
         params["after_symbol"], params["after_t"] = after
-    if tf.unit == "Min" and tf.amount == 1:
-        inner = f"""
-            SELECT symbol, start AS t, open, high, low, close, volume, trade_count, vwap_e8
-            FROM bars
-            WHERE timeframe = '1Min' AND {scan} AND start <= %(end)s"""
-    elif str(tf) in STORED_TIMEFRAMES and not resample:
-        # A stored bucket holds every minute of its bucket, as the resampling below does
-        # for buckets with start <= t <= end (the partial first bucket it drops by HAVING).
-        params["timeframe"] = str(tf)
-        inner = f"""
-            SELECT symbol, start AS t, open, high, low, close, volume, trade_count, vwap_e8
-            FROM bar_aggregates
-            WHERE timeframe = %(timeframe)s AND {scan} AND start <= %(end)s"""
-    else:
-        inner = f"""
+    inner = f"""
             SELECT symbol, t, {AGGREGATE_COLUMNS}
             FROM (SELECT *, {bucket_sql(tf)} AS t FROM bars
                   WHERE timeframe = '1Min' AND {scan}
@@ -214,3 +203,68 @@ def bars_query(
         ORDER BY symbol ASC, t {order}
         LIMIT %(limit)s"""
     return sql, params
+
+
+def _stored_query(
+    tf: Timeframe, params: dict[str, object], *, order: str, after: tuple[str, datetime] | None
+) -> str:
+    """Rows read as stored: 1-minute bars from ``bars``, a stored timeframe from
+    ``bar_aggregates`` (a stored bucket holds every minute of its bucket, as the resampling
+    does for buckets with start <= t <= end).
+
+    One ordered primary-key range scan per symbol (a lateral join over the requested
+    symbols), each ending after ``limit`` rows. A page token only moves its own symbol's
+    lower (upper, descending) bound to ``after_t`` and skips the symbols before it, so a
+    later page starts reading where the previous one stopped. (A single scan over
+    ``symbol = ANY(…)`` with the token as ``OR`` conditions filters the rows before the
+    token one by one: the second page of a year of 5-minute bars read 20,000 index entries
+    for 10,000 rows.)"""
+    if str(tf) == "1Min":
+        table, timeframe = "bars", "'1Min'"
+    else:
+        table, timeframe = "bar_aggregates", "%(timeframe)s"
+        params["timeframe"] = str(tf)
+    cmp, unbounded = ("<", "'infinity'") if order == "DESC" else (">", "'-infinity'")
+    if after is None:
+        past_token = ""
+        first_symbol = ""
+    else:
+        params["after_symbol"], params["after_t"] = after
+        past_token = (
+            f"AND start {cmp} CASE WHEN s.symbol = %(after_symbol)s"
+            f" THEN %(after_t)s::timestamptz ELSE {unbounded}::timestamptz END"
+        )
+        first_symbol = "WHERE symbol >= %(after_symbol)s"
+    return f"""
+        SELECT s.symbol, b.t, b.open, b.high, b.low, b.close, b.volume, b.trade_count,
+               b.vwap_e8
+        FROM (SELECT DISTINCT symbol FROM unnest(%(symbols)s::text[]) AS symbol
+              {first_symbol}) AS s
+        CROSS JOIN LATERAL (
+            SELECT start AS t, open, high, low, close, volume, trade_count, vwap_e8
+            FROM {table}
+            WHERE symbol = s.symbol AND timeframe = {timeframe}
+              AND start >= %(start)s AND start <= %(end)s {past_token}
+            ORDER BY start {order}
+            LIMIT %(limit)s
+        ) AS b
+        ORDER BY s.symbol ASC, b.t {order}
+        LIMIT %(limit)s"""
+
+
+def page_text_query(sql: str) -> str:
+    """``sql`` (a ``bars_query``) as one text value: every row of the page as a CSV line
+    (``candles.frames.PAGE_COLUMNS``: the symbol quoted, ``t`` in epoch microseconds, the
+    stored integers), in page order; ``NULL`` for an empty page. PostgreSQL writes integers
+    as text far faster than a driver turns ~10,000 rows into Python objects."""
+    # The aggregate reads the ordered, limited subquery in its order (no ORDER BY inside
+    # string_agg, which would sort the page a second time): PostgreSQL's documentation of
+    # aggregate expressions says feeding "the input values from a sorted subquery will
+    # usually work", and PostgREST builds every response with json_agg over such a
+    # subquery. Nothing between a Limit and a plain Aggregate reorders rows.
+    return f"""
+        SELECT string_agg(concat_ws(',', '"' || replace(symbol, '"', '""') || '"',
+                                    (extract(epoch FROM t) * 1000000)::bigint, open, high,
+                                    low, close, volume, trade_count, vwap_e8),
+                          E'\\n')
+        FROM ({sql}) AS page"""
