@@ -266,9 +266,12 @@ def scratch_database(admin_dsn: str, name: str | None = None) -> tuple[str, str,
 def already_loaded(dsn: str) -> int:
     """Rows of 1-minute bars a kept database holds (0 when it needs loading)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return conn.execute(
-            "SELECT count(*) FROM bars WHERE timeframe = '1Min' AND symbol = 'S000'"
-        ).fetchone()[0] * SYMBOLS
+        return (
+            conn.execute(
+                "SELECT count(*) FROM bars WHERE timeframe = '1Min' AND symbol = 'S000'"
+            ).fetchone()[0]
+            * SYMBOLS
+        )
 
 
 def drop_database(admin_dsn: str, name: str) -> None:

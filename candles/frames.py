@@ -103,6 +103,20 @@ def _escape(text: str) -> str:
 def json_body(frame: pl.DataFrame, token: str | None) -> bytes:
     """The Alpaca-like body ``{"bars":{"SYM":[{"t":…,"o":…,…}]},"next_page_token":…}``,
     symbols in page order, each symbol's bars in page order."""
+    rows = _json_rows_fast(frame) if _fast_path_fits(frame) else _json_rows(frame)
+    body = ",".join(
+        f'"{_escape(symbol)}":[{bars}]'
+        for symbol, bars in frame.select("symbol", rows.alias("bars"))
+        .group_by("symbol", maintain_order=True)
+        .agg(pl.col("bars").str.join(","))
+        .iter_rows()
+    )
+    next_token = "null" if token is None else f'"{token}"'
+    return f'{{"bars":{{{body}}},"next_page_token":{next_token}}}'.encode()
+
+
+def _json_rows(frame: pl.DataFrame) -> pl.Series:
+    """Each bar as a JSON object, any values."""
     row = pl.concat_str(
         pl.lit('{"t":"'),
         _rfc3339(),
@@ -122,10 +136,64 @@ def json_body(frame: pl.DataFrame, token: str | None) -> bytes:
         _decimal("vw", 8),
         pl.lit("}"),
     )
-    per_symbol = frame.group_by("symbol", maintain_order=True).agg(row.str.join(","))
-    body = ",".join(f'"{_escape(symbol)}":[{bars}]' for symbol, bars in per_symbol.iter_rows())
-    next_token = "null" if token is None else f'"{token}"'
-    return f'{{"bars":{{{body}}},"next_page_token":{next_token}}}'.encode()
+    return frame.select(row.alias("row"))["row"]
+
+
+_DAY_US = 86_400_000_000
+# Every fixed piece of a row glued to the value before it, gathered rather than formatted.
+_FRACTION_THEN = {
+    key: pl.Series([f".{i:04d}".rstrip("0").rstrip(".") + key for i in range(10_000)])
+    for key in (',"h":', ',"l":', ',"c":', ',"v":')
+}
+_HOUR_MINUTE = pl.Series([f"T{h:02d}:{m:02d}:" for h in range(24) for m in range(60)])
+_SECOND_THEN_OPEN = pl.Series([f'{s:02d}Z","o":' for s in range(60)])
+
+
+def _fast_path_fits(frame: pl.DataFrame) -> bool:
+    """Bars after 1970 on whole seconds with non-negative prices: every bar the plant
+    stores (its bars start on whole minutes, prices are positive)."""
+    if frame.height == 0:
+        return False
+    us = pl.col("t").dt.epoch("us")
+    return bool(
+        frame.select(
+            (us.min() >= 0)
+            & (us % 1_000_000 == 0).all()
+            & (pl.min_horizontal("o", "h", "l", "c", "vw").min() >= 0)
+        ).item()
+    )
+
+
+def _json_rows_fast(frame: pl.DataFrame) -> pl.Series:
+    """``_json_rows`` for frames where ``_fast_path_fits``, ~2x faster: dates, times and
+    fractions are gathered from tables of their text instead of formatted row by row."""
+    us = pl.col("t").dt.epoch("us")
+    dates = frame["t"].dt.date()
+    days = pl.date_range(dates.min(), dates.max(), "1d", eager=True).cast(pl.String)
+    day = us // _DAY_US
+    time_of_day = us % _DAY_US
+
+    def price(column: str, then: str) -> list[pl.Expr]:
+        whole = (pl.col(column) // 10_000).cast(pl.String)
+        return [whole, pl.lit(_FRACTION_THEN[then]).gather(pl.col(column) % 10_000)]
+
+    row = pl.concat_str(
+        pl.lit('{"t":"'),
+        pl.lit(days).gather(day - day.min()),
+        pl.lit(_HOUR_MINUTE).gather(time_of_day // 60_000_000),
+        pl.lit(_SECOND_THEN_OPEN).gather(time_of_day % 60_000_000 // 1_000_000),
+        *price("o", ',"h":'),
+        *price("h", ',"l":'),
+        *price("l", ',"c":'),
+        *price("c", ',"v":'),
+        pl.col("v").cast(pl.String),
+        pl.lit(',"n":'),
+        pl.col("n").cast(pl.String),
+        pl.lit(',"vw":'),
+        _decimal("vw", 8),
+        pl.lit("}"),
+    )
+    return frame.select(row.alias("row"))["row"]
 
 
 def csv_body(frame: pl.DataFrame) -> bytes:
