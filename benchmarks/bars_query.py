@@ -51,7 +51,8 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from benchmarks.itch_input import machine
-from candles.query import bars_query, parse_timeframe
+from candles.frames import page_frame
+from candles.query import bars_query, page_text_query, parse_timeframe
 from candles.storage import rebuild_bar_aggregates
 from tickerplant.api import create_app
 from tickerplant.db import migrate, open_async_pool
@@ -225,8 +226,12 @@ def one_query(
     return time.perf_counter() - started, requests, size
 
 
-def sql_only(dsn: str, symbols: list[str], start: datetime, end: datetime, n: int) -> list[float]:
-    """Seconds for the API's SQL alone (both pages, psycopg, no HTTP, no encoding)."""
+def sql_only(
+    dsn: str, symbols: list[str], start: datetime, end: datetime, n: int, *, page_text: bool = False
+) -> list[float]:
+    """Seconds for the SQL alone (both pages, psycopg, no HTTP, no encoding): the rows of
+    ``bars_query`` as Python tuples, or (``page_text``) the one text value of
+    ``page_text_query`` the API fetches, parsed into a frame for the page token."""
     tf = parse_timeframe("5Min")
     times = []
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -244,6 +249,13 @@ def sql_only(dsn: str, symbols: list[str], start: datetime, end: datetime, n: in
                     descending=False,
                     after=after,
                 )
+                if page_text:
+                    (text,) = conn.execute(page_text_query(query), params).fetchone()
+                    frame = page_frame(text)
+                    if frame.height <= LIMIT:
+                        break
+                    after = frame.row(LIMIT - 1)[:2]
+                    continue
                 rows = conn.execute(query, params).fetchall()
                 if len(rows) <= LIMIT:
                     break
@@ -324,24 +336,31 @@ def main() -> None:
                 timeout=60,
             ) as client,
         ):
-            for fmt in ("json", "arrow"):
-                for i in range(args.warmup):
+            # The formats alternate query by query (same symbol in turn), so a change in
+            # the shared machine's load falls on both alike.
+            formats = ("json", "arrow")
+            for i in range(args.warmup):
+                for fmt in formats:
                     one_query(client, symbols[i], start, end, fmt)
-                times = []
-                for i in range(args.requests):
-                    seconds, requests, size = one_query(
+            results.update({fmt: [] for fmt in formats})
+            sizes = dict.fromkeys(formats, 0)
+            for i in range(args.requests):
+                for fmt in formats:
+                    seconds, requests, sizes[fmt] = one_query(
                         client, symbols[i % SYMBOLS], start, end, fmt
                     )
-                    times.append(seconds)
-                results[fmt] = times
+                    results[fmt].append(seconds)
+            for fmt in formats:
                 print(
                     f"  {fmt}: {args.requests} queries, {requests} requests each,"
-                    f" {size / 1e6:.2f} MB per query",
+                    f" {sizes[fmt] / 1e6:.2f} MB per query",
                     flush=True,
                 )
-        results["SQL only (psycopg)"] = sql_only(
-            dsn, symbols, year_ago, now, max(20, args.requests // 4)
+        n_sql = max(20, args.requests // 4)
+        results["API SQL only (page text, psycopg)"] = sql_only(
+            dsn, symbols, year_ago, now, n_sql, page_text=True
         )
+        results["SQL rows only (psycopg tuples)"] = sql_only(dsn, symbols, year_ago, now, n_sql)
 
         print(f"\nbars per query: one symbol, 5Min, {start} .. {end}")
         print("\n| path | queries | p50 ms | p99 ms | mean ms | max ms |")
