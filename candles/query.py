@@ -108,12 +108,14 @@ def bucket_sql(tf: Timeframe) -> str:
     if tf.unit == "Week":
         return f"(date_trunc('week', {local}) AT TIME ZONE '{EXCHANGE_TZ}')"
     # N months from January: month index (year*12 + month-1) rounded down to a multiple of N.
+    # mod(), not the % operator: this SQL is sent with parameters, where % starts a
+    # placeholder (with %, every Month query failed before reaching the server).
     months = (
         f"((extract(year from {local})::int * 12 + extract(month from {local})::int - 1)"
         f" / {tf.amount} * {tf.amount})"
     )
     return (
-        f"(make_date({months} / 12, {months} % 12 + 1, 1)::timestamp"
+        f"(make_date({months} / 12, mod({months}, 12) + 1, 1)::timestamp"
         f" AT TIME ZONE '{EXCHANGE_TZ}')"
     )
 
