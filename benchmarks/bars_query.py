@@ -52,7 +52,7 @@ from psycopg.conninfo import make_conninfo
 
 from benchmarks.itch_input import machine
 from candles.frames import page_frame
-from candles.query import bars_query, page_text_query, parse_timeframe
+from candles.query import bars_query, page_arrays_query, parse_timeframe, register_raw_arrays
 from candles.storage import rebuild_bar_aggregates
 from tickerplant.api import create_app
 from tickerplant.db import migrate, open_async_pool
@@ -227,11 +227,17 @@ def one_query(
 
 
 def sql_only(
-    dsn: str, symbols: list[str], start: datetime, end: datetime, n: int, *, page_text: bool = False
+    dsn: str,
+    symbols: list[str],
+    start: datetime,
+    end: datetime,
+    n: int,
+    *,
+    page_arrays: bool = False,
 ) -> list[float]:
     """Seconds for the SQL alone (both pages, psycopg, no HTTP, no encoding): the rows of
-    ``bars_query`` as Python tuples, or (``page_text``) the one text value of
-    ``page_text_query`` the API fetches, parsed into a frame for the page token."""
+    ``bars_query`` as Python tuples, or (``page_arrays``) the one row of arrays of
+    ``page_arrays_query`` the API fetches, read into a frame for the page token."""
     tf = parse_timeframe("5Min")
     times = []
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -249,9 +255,13 @@ def sql_only(
                     descending=False,
                     after=after,
                 )
-                if page_text:
-                    (text,) = conn.execute(page_text_query(query), params).fetchone()
-                    frame = page_frame(text)
+                if page_arrays:
+                    cur = conn.cursor(binary=True)
+                    register_raw_arrays(cur)
+                    page_symbols, *columns = cur.execute(
+                        page_arrays_query(query), params
+                    ).fetchone()
+                    frame = page_frame(page_symbols, tuple(columns))
                     if frame.height <= LIMIT:
                         break
                     after = frame.row(LIMIT - 1)[:2]
@@ -357,8 +367,8 @@ def main() -> None:
                     flush=True,
                 )
         n_sql = max(20, args.requests // 4)
-        results["API SQL only (page text, psycopg)"] = sql_only(
-            dsn, symbols, year_ago, now, n_sql, page_text=True
+        results["API SQL only (page arrays, psycopg)"] = sql_only(
+            dsn, symbols, year_ago, now, n_sql, page_arrays=True
         )
         results["SQL rows only (psycopg tuples)"] = sql_only(dsn, symbols, year_ago, now, n_sql)
 

@@ -32,8 +32,9 @@ from candles.query import (
     bars_query,
     decode_page_token,
     encode_page_token,
-    page_text_query,
+    page_arrays_query,
     parse_timeframe,
+    register_raw_arrays,
 )
 from tickerplant.auth import current_user
 from tickerplant.identity import User
@@ -167,9 +168,11 @@ async def _get_bars(
         after=after,
     )
     async with request.app.state.pool.connection() as conn:
-        cur = await conn.execute(page_text_query(sql), params)
-        (text,) = await cur.fetchone()
-        frame = page_frame(text)
+        cur = conn.cursor(binary=True)
+        register_raw_arrays(cur)
+        await cur.execute(page_arrays_query(sql), params)
+        page_symbols, *columns = await cur.fetchone()
+        frame = page_frame(page_symbols, tuple(columns))
         # A symbol with a bar in the page is known; only the others need the check.
         missing = set(symbols).difference(frame["symbol"].unique().to_list())
         if missing:

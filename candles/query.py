@@ -28,6 +28,10 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from psycopg.abc import AdaptContext, Buffer
+from psycopg.adapt import Loader
+from psycopg.pq import Format
+
 from candles.errors import BadBarsQueryError, UnknownTimeframeError
 
 __all__ = [
@@ -40,13 +44,17 @@ __all__ = [
     "bucket_sql",
     "decode_page_token",
     "encode_page_token",
-    "page_text_query",
+    "page_arrays_query",
     "parse_timeframe",
+    "register_raw_arrays",
 ]
 
 EXCHANGE_TZ = "America/New_York"
 _TIMEFRAME = re.compile(r"^([1-9][0-9]?)(Min|Hour|Day|Week|Month)$")
 _MONTHS = (1, 2, 3, 4, 6, 12)
+
+_INT8_ARRAY_OID = 1016
+_TIMESTAMPTZ_ARRAY_OID = 1185
 
 STORED_TIMEFRAMES = frozenset({"5Min", "15Min", "1Hour", "1Day"})
 """Timeframes kept in ``bar_aggregates``; queries for them do not resample."""
@@ -270,19 +278,36 @@ def _stored_query(
         LIMIT %(limit)s"""
 
 
-def page_text_query(sql: str) -> str:
-    """``sql`` (a ``bars_query``) as one text value: every row of the page as a CSV line
-    (``candles.frames.PAGE_COLUMNS``: the symbol quoted, ``t`` in epoch microseconds, the
-    stored integers), in page order; ``NULL`` for an empty page. PostgreSQL writes integers
-    as text far faster than a driver turns ~10,000 rows into Python objects."""
-    # The aggregate reads the ordered, limited subquery in its order (no ORDER BY inside
-    # string_agg, which would sort the page a second time): PostgreSQL's documentation of
-    # aggregate expressions says feeding "the input values from a sorted subquery will
+def page_arrays_query(sql: str) -> str:
+    """``sql`` (a ``bars_query``) as one row of arrays, each column aggregated in page order:
+    ``symbol`` (``text[]``), ``t`` (``timestamptz[]``), then the ``bigint[]`` open, high,
+    low, close, volume, trade_count, vwap_e8; all ``NULL`` for an empty page. Fetched in
+    binary with ``register_raw_arrays``, the 8-byte columns arrive as raw array bytes that
+    ``candles.frames.page_frame`` reads as columns: PostgreSQL aggregates 10,000 rows into
+    arrays in ~4 ms, half the time it takes to write them as text, and no value becomes a
+    Python object."""
+    # Every aggregate of one Agg node reads the same rows in the same order, so the arrays
+    # are aligned; that order is the ordered, limited subquery's (no ORDER BY inside the
+    # aggregates, which would sort the page once per column): PostgreSQL's documentation
+    # of aggregate expressions says feeding "the input values from a sorted subquery will
     # usually work", and PostgREST builds every response with json_agg over such a
     # subquery. Nothing between a Limit and a plain Aggregate reorders rows.
-    return f"""
-        SELECT string_agg(concat_ws(',', '"' || replace(symbol, '"', '""') || '"',
-                                    (extract(epoch FROM t) * 1000000)::bigint, open, high,
-                                    low, close, volume, trade_count, vwap_e8),
-                          E'\\n')
-        FROM ({sql}) AS page"""
+    columns = ", ".join(
+        f"array_agg({c})"
+        for c in ("symbol", "t", "open", "high", "low", "close", "volume", "trade_count", "vwap_e8")
+    )
+    return f"SELECT {columns} FROM ({sql}) AS page"
+
+
+class _RawArrayLoader(Loader):
+    format = Format.BINARY
+
+    def load(self, data: Buffer) -> bytes:
+        return bytes(data)
+
+
+def register_raw_arrays(context: AdaptContext) -> None:
+    """Load binary ``bigint[]`` and ``timestamptz[]`` values as their raw bytes in
+    ``context`` (a cursor: the pool's connections keep the ordinary loaders)."""
+    for oid in (_INT8_ARRAY_OID, _TIMESTAMPTZ_ARRAY_OID):
+        context.adapters.register_loader(oid, _RawArrayLoader)

@@ -4,12 +4,15 @@ wrote row by row before: exact dollar decimals, RFC 3339 times, symbols in page 
 from __future__ import annotations
 
 import random
+import struct
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import polars as pl
 import pyarrow as pa
+import pytest
 
+from candles.errors import PageArrayError
 from candles.frames import bars_table, csv_body, json_body, page_frame
 
 Row = tuple[str, datetime, int, int, int, int, int, int, int]
@@ -54,16 +57,20 @@ def reference_csv(rows: list[Row]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def page_text(rows: list[Row]) -> str:
-    """The page as PostgreSQL's ``page_text_query`` writes it (symbols quoted)."""
-    return "\n".join(
-        '"{}",{},{}'.format(
-            s.replace('"', '""'),
-            (t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1),
-            ",".join(str(x) for x in rest),
-        )
-        for s, t, *rest in rows
-    )
+def binary_array(element_oid: int, values: list[int]) -> bytes:
+    """A one-dimensional PostgreSQL binary array of 8-byte values, as the server sends it."""
+    header = struct.pack("!iiiii", 1, 0, element_oid, len(values), 1)
+    return header + b"".join(struct.pack("!iq", 8, v) for v in values)
+
+
+def page_arrays(rows: list[Row]) -> tuple[list[str], tuple[bytes, ...]]:
+    """The page as ``page_arrays_query`` returns it: the symbols, then binary arrays of
+    ``t`` (timestamptz: microseconds since 2000-01-01 UTC) and the integers."""
+    since_2000 = [
+        (t - datetime(2000, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) for _, t, *_ in rows
+    ]
+    integers = [binary_array(20, [r[i] for r in rows]) for i in range(2, 9)]
+    return [r[0] for r in rows], (binary_array(1184, since_2000), *integers)
 
 
 def plant_rows(seed: int) -> list[Row]:
@@ -100,7 +107,7 @@ def test_json_of_stored_bars_equals_the_row_by_row_encoding_byte_for_byte():
     """2,100 plant-like bars of three symbols over a year end: identical JSON bytes, with
     and without a next page token."""
     rows = plant_rows(7)
-    frame = page_frame(page_text(rows))
+    frame = page_frame(*page_arrays(rows))
     assert frame.height == 2_100
     assert json_body(frame, None) == reference_json(rows, None)
     assert json_body(frame, "abc") == reference_json(rows, "abc")
@@ -109,7 +116,7 @@ def test_json_of_stored_bars_equals_the_row_by_row_encoding_byte_for_byte():
 def test_json_and_csv_of_unusual_values_equal_the_row_by_row_encoding():
     """Negative prices, sub-second times, the epoch, a symbol needing quotes: same bytes."""
     rows = odd_rows()
-    frame = page_frame(page_text(rows))
+    frame = page_frame(*page_arrays(rows))
     assert json_body(frame, None) == reference_json(rows, None)
     assert csv_body(frame) == reference_csv(rows)
     assert json_body(frame, None).startswith(
@@ -120,12 +127,12 @@ def test_json_and_csv_of_unusual_values_equal_the_row_by_row_encoding():
 
 def test_csv_of_stored_bars_equals_the_row_by_row_encoding():
     rows = plant_rows(11)
-    assert csv_body(page_frame(page_text(rows))) == reference_csv(rows)
+    assert csv_body(page_frame(*page_arrays(rows))) == reference_csv(rows)
 
 
 def test_an_empty_page_is_an_empty_bars_object_and_a_header_only_csv():
-    for text in (None, ""):
-        frame = page_frame(text)
+    for symbols in (None, []):
+        frame = page_frame(symbols, (None,) * 8)
         assert json_body(frame, None) == b'{"bars":{},"next_page_token":null}'
         assert csv_body(frame) == b"symbol,t,o,h,l,c,v,n,vw\n"
         assert bars_table(frame).num_rows == 0
@@ -133,7 +140,7 @@ def test_an_empty_page_is_an_empty_bars_object_and_a_header_only_csv():
 
 def test_arrow_holds_the_stored_integers_as_exact_decimals():
     rows = odd_rows()
-    table = bars_table(page_frame(page_text(rows)))
+    table = bars_table(page_frame(*page_arrays(rows)))
     assert table.schema.field("o").type == pa.decimal128(18, 4)
     assert table.schema.field("vw").type == pa.decimal128(18, 8)
     assert table.schema.field("t").type == pa.timestamp("ns", tz="UTC")
@@ -145,3 +152,18 @@ def test_arrow_holds_the_stored_integers_as_exact_decimals():
         Decimal("5E-8"),
     ]
     assert pl.from_arrow(table)["t"].to_list() == [r[1] for r in rows]
+
+
+def test_a_column_that_is_not_the_expected_array_raises_with_its_header():
+    """A column with a NULL, a column of another length, or a missing column is refused."""
+    symbols, columns = page_arrays(odd_rows())
+    with_null = bytearray(columns[2])
+    with_null[7] = 1  # the has-nulls flag
+    for broken, header in (
+        (bytes(with_null), (1, 1, 20, 3, 1)),
+        (columns[2][:-12], (1, 0, 20, 3, 1)),
+        (None, None),
+    ):
+        with pytest.raises(PageArrayError) as refused:
+            page_frame(symbols, (columns[0], columns[1], broken, *columns[3:]))
+        assert (refused.value.rows, refused.value.header) == (3, header)
