@@ -9,9 +9,13 @@ process), and times ``--requests`` queries per format with httpx:
 
 A year of 5-minute bars is 19,656 rows, more than the API's maximum ``limit`` (10,000): one
 *query* is therefore the first request plus the follow-up with ``page_token`` (2 requests),
-and its latency is the time for the whole set. Each query picks the next symbol in turn.
-For the attribution, the same SQL (``candles.query.bars_query``) is also timed directly
-with psycopg, without HTTP or encoding.
+and its latency is the time for the whole set. Each query picks the next symbol in turn;
+the formats alternate query by query (JSON, Arrow, JSON, …: until 2026-11-25 all JSON queries
+ran before all Arrow ones, so a change of load on the shared machine between the two phases
+showed as a difference between formats). For the attribution, the SQL is also timed
+directly with psycopg, without HTTP or encoding: as the API fetches it now (one row of
+arrays per page, ``page_arrays_query``, read into a frame) and as plain rows of
+``bars_query`` turned into Python tuples (what the API did before).
 
 Targets (issue 5): JSON p50 < 50 ms and p99 < 200 ms; Arrow faster than JSON.
 

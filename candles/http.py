@@ -9,6 +9,10 @@ null, is passed back as ``page_token`` with the same other parameters for the ne
 
 ``start``/``end`` are RFC 3339 with an offset, or a date meaning that day in New York
 (``start`` = its midnight, ``end`` = its last instant); both inclusive on the bar label.
+``timeframe``: ``[1-59]Min`` and ``[1-23]Hour`` buckets counted from each New York session
+day's midnight, ``1Day`` the New York calendar day, ``1Week`` from Monday, ``NMonth`` (1, 2,
+3, 4, 6, 12) calendar months from January; ``t`` is always the bucket start as a UTC instant
+(a day, week or month starts at New York midnight: ``05:00Z`` in winter, ``04:00Z`` in summer).
 Errors are 400 with ``{"detail": "<parameter>: <what is wrong and what fits>"}``.
 """
 
