@@ -262,10 +262,10 @@ def sql_only(
                 if page_arrays:
                     cur = conn.cursor(binary=True)
                     register_raw_arrays(cur)
-                    page_symbols, *columns = cur.execute(
-                        page_arrays_query(query), params
+                    rows, *columns = cur.execute(
+                        page_arrays_query(query, one_symbol=True), params
                     ).fetchone()
-                    frame = page_frame(page_symbols, tuple(columns))
+                    frame = page_frame((symbol, rows), tuple(columns))
                     if frame.height <= LIMIT:
                         break
                     after = frame.row(LIMIT - 1)[:2]

@@ -50,16 +50,26 @@ def empty_page() -> pl.DataFrame:
     )
 
 
-def page_frame(symbols: list[str] | None, columns: tuple[bytes | None, ...]) -> pl.DataFrame:
+def page_frame(
+    symbols: list[str] | tuple[str, int] | None, columns: tuple[bytes | None, ...]
+) -> pl.DataFrame:
     """A page fetched by ``page_arrays_query`` as a frame in page order: ``symbol``, ``t``
-    (``Datetime(us, UTC)``), the integer columns ``o h l c v n vw`` as stored. ``columns``
-    are the binary ``timestamptz[]`` and ``bigint[]`` arrays, in PAGE_COLUMNS order."""
-    if not symbols:
+    (``Datetime(us, UTC)``), the integer columns ``o h l c v n vw`` as stored. ``symbols`` is
+    the symbol of each row, or ``(symbol, rows)`` when every row has the one symbol asked
+    for; ``columns`` are the binary ``timestamptz[]`` and ``bigint[]`` arrays, in
+    PAGE_COLUMNS order."""
+    if isinstance(symbols, tuple):
+        symbol, rows = symbols
+        symbol_column = pl.repeat(symbol, rows, dtype=pl.String, eager=True)
+    else:
+        rows = len(symbols or ())
+        symbol_column = pl.Series(symbols or (), dtype=pl.String)
+    if rows == 0:
         return empty_page()
-    t, *integers = (_int64_array(data, len(symbols)) for data in columns)
+    t, *integers = (_int64_array(data, rows) for data in columns)
     return pl.DataFrame(
         [
-            pl.Series("symbol", symbols, pl.String),
+            symbol_column.alias("symbol"),
             pl.from_epoch(t + _PG_EPOCH_US, time_unit="us").dt.replace_time_zone("UTC").alias("t"),
             *(values.alias(name) for name, values in zip(_BAR_COLUMNS, integers, strict=True)),
         ]

@@ -174,9 +174,10 @@ async def _get_bars(
     async with request.app.state.pool.connection() as conn:
         cur = conn.cursor(binary=True)
         register_raw_arrays(cur)
-        await cur.execute(page_arrays_query(sql), params)
-        page_symbols, *columns = await cur.fetchone()
-        frame = page_frame(page_symbols, tuple(columns))
+        one_symbol = len(symbols) == 1
+        await cur.execute(page_arrays_query(sql, one_symbol=one_symbol), params)
+        first, *columns = await cur.fetchone()
+        frame = page_frame((symbols[0], first) if one_symbol else first, tuple(columns))
         # A symbol with a bar in the page is known; only the others need the check.
         missing = set(symbols).difference(frame["symbol"].unique().to_list())
         if missing:

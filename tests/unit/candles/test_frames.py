@@ -167,3 +167,13 @@ def test_a_column_that_is_not_the_expected_array_raises_with_its_header():
         with pytest.raises(PageArrayError) as refused:
             page_frame(symbols, (columns[0], columns[1], broken, *columns[3:]))
         assert (refused.value.rows, refused.value.header) == (3, header)
+
+
+def test_a_one_symbol_page_given_as_symbol_and_count_reads_as_the_per_row_form():
+    """``("MSFT", rows)`` stands for the symbol of every row: the same frame and JSON."""
+    rows = [r for r in plant_rows(3) if r[0] == "MSFT"]
+    symbols, columns = page_arrays(rows)
+    frame = page_frame(("MSFT", len(rows)), columns)
+    assert frame.equals(page_frame(symbols, columns))
+    assert json_body(frame, None) == reference_json(rows, None)
+    assert page_frame(("MSFT", 0), (None,) * 8).height == 0
