@@ -14,7 +14,7 @@ Where each comes from:
 
 - **bars** from the ``bars`` table: the session day's 1-second and 1-minute bars (labels in
   ``[midnight, next midnight)`` New York time), with the bars API's exact types
-  (``candles.http.bars_table``: ``decimal128(18, 4)`` prices, ``decimal128(18, 8)`` VWAP,
+  (``candles.frames.bars_table``: ``decimal128(18, 4)`` prices, ``decimal128(18, 8)`` VWAP,
   ``t`` as ``timestamp[ns, UTC]``) plus ``timeframe`` (``1Sec``/``1Min``);
 - **trades and quotes** from the day's ITCH file, through ``normalize.convert`` (the plant's
   normalizer, the columns of ``tickerplant normalize-file``): the plant publishes ticks on
@@ -34,11 +34,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from candles.query import BarRow
+from candles.frames import PAGE_COLUMNS, bars_table
 from normalize.convert import normalize_file
 from normalize.session import midnight_ns
 from tickerplant.db import connect
@@ -110,8 +111,6 @@ def _day_bounds(day: date) -> tuple[datetime, datetime]:
 
 
 def _bar_batches(dsn: str, day: date) -> tuple[Iterator[pa.RecordBatch], pa.Schema]:
-    from candles.http import bars_table  # the API's exact Arrow types; imports FastAPI
-
     start, end = _day_bounds(day)
     with connect(dsn) as conn:
         rows = conn.execute(
@@ -120,7 +119,13 @@ def _bar_batches(dsn: str, day: date) -> tuple[Iterator[pa.RecordBatch], pa.Sche
             " ORDER BY symbol, timeframe, start",
             [start, end],
         ).fetchall()
-    table = bars_table([BarRow(*row[1:]) for row in rows])
+    frame = pl.DataFrame(
+        [row[1:] for row in rows],
+        schema={"symbol": pl.String, "t": pl.Datetime("us", "UTC")}
+        | dict.fromkeys(PAGE_COLUMNS[2:], pl.Int64),
+        orient="row",
+    )
+    table = bars_table(frame)
     table = table.append_column("timeframe", pa.array([row[0] for row in rows], pa.string()))
     return iter(table.to_batches(_BATCH_ROWS)), table.schema
 

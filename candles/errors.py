@@ -7,6 +7,7 @@ from tickerplant.errors import TickerplantError
 __all__ = [
     "BadBarsQueryError",
     "CandlesError",
+    "PageArrayError",
     "UnknownSymbolError",
     "UnknownTimeframeError",
 ]
@@ -41,3 +42,17 @@ class UnknownSymbolError(BadBarsQueryError):
         self.symbols = symbols
         names = ", ".join(repr(s) for s in symbols)
         super().__init__("symbols", symbols, f"unknown symbol {names}: no bars are stored for it")
+
+
+class PageArrayError(CandlesError):
+    """A fetched page column is not the one-dimensional array of ``rows`` 8-byte values
+    without NULLs that ``candles.query.page_arrays_query`` returns."""
+
+    def __init__(self, rows: int, header: tuple[int, ...] | None, size: int) -> None:
+        self.rows = rows
+        self.header = header
+        self.size = size
+        super().__init__(
+            f"page column of {rows} rows: array header (ndim, nulls, type, length, lower)"
+            f" {header}, {size} bytes"
+        )

@@ -9,6 +9,10 @@ null, is passed back as ``page_token`` with the same other parameters for the ne
 
 ``start``/``end`` are RFC 3339 with an offset, or a date meaning that day in New York
 (``start`` = its midnight, ``end`` = its last instant); both inclusive on the bar label.
+``timeframe``: ``[1-59]Min`` and ``[1-23]Hour`` buckets counted from each New York session
+day's midnight, ``1Day`` the New York calendar day, ``1Week`` from Monday, ``NMonth`` (1, 2,
+3, 4, 6, 12) calendar months from January; ``t`` is always the bucket start as a UTC instant
+(a day, week or month starts at New York midnight: ``05:00Z`` in winter, ``04:00Z`` in summer).
 Errors are 400 with ``{"detail": "<parameter>: <what is wrong and what fits>"}``.
 """
 
@@ -19,19 +23,22 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from candles.errors import BadBarsQueryError, CandlesError, UnknownSymbolError
+from candles.frames import bars_table, csv_body, json_body, page_frame
 from candles.query import (
     EXCHANGE_TZ,
-    BarRow,
     bars_query,
     decode_page_token,
     encode_page_token,
+    page_arrays_query,
     parse_timeframe,
+    register_raw_arrays,
 )
 from tickerplant.auth import current_user
 from tickerplant.identity import User
@@ -51,18 +58,8 @@ _ACCEPT = {media: name for name, media in _FORMATS.items()} | {
     "application/x-parquet": "parquet",
     "application/octet-stream+parquet": "parquet",
 }
-_PRICE = pa.decimal128(18, 4)
-_VWAP = pa.decimal128(18, 8)
 
 router = APIRouter(tags=["bars"])
-
-
-def _decimal(value: int, places: int) -> str:
-    """An integer with ``places`` implied decimals as an exact decimal literal."""
-    sign = "-" if value < 0 else ""
-    whole, frac = divmod(abs(value), 10**places)
-    digits = f"{frac:0{places}d}".rstrip("0")
-    return f"{sign}{whole}.{digits}" if digits else f"{sign}{whole}"
 
 
 def _parse_time(name: str, text: str, *, end: bool) -> datetime:
@@ -93,63 +90,8 @@ def _format(fmt: str | None, accept: str | None) -> str:
     return "json"
 
 
-def bars_table(rows: list[BarRow]) -> pa.Table:
-    """Rows as an Arrow table with exact decimal prices."""
-
-    def dec(values: list[int], dtype: pa.DataType) -> pa.Array:
-        unscaled = pa.array(values, pa.int64()).cast(pa.decimal128(19, 0))
-        return pa.Array.from_buffers(dtype, len(unscaled), unscaled.buffers())
-
-    return pa.table(
-        {
-            "symbol": pa.array([r.symbol for r in rows], pa.string()),
-            "t": pa.array([r.t for r in rows], pa.timestamp("ns", tz="UTC")),
-            "o": dec([r.open for r in rows], _PRICE),
-            "h": dec([r.high for r in rows], _PRICE),
-            "l": dec([r.low for r in rows], _PRICE),
-            "c": dec([r.close for r in rows], _PRICE),
-            "v": pa.array([r.volume for r in rows], pa.int64()),
-            "n": pa.array([r.trade_count for r in rows], pa.int64()),
-            "vw": dec([r.vwap_e8 for r in rows], _VWAP),
-        }
-    )
-
-
-def _rfc3339(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _json(rows: list[BarRow], token: str | None) -> bytes:
-    by_symbol: dict[str, list[str]] = {}
-    for r in rows:
-        by_symbol.setdefault(r.symbol, []).append(
-            f'{{"t":"{_rfc3339(r.t)}","o":{_decimal(r.open, 4)},"h":{_decimal(r.high, 4)},'
-            f'"l":{_decimal(r.low, 4)},"c":{_decimal(r.close, 4)},"v":{r.volume},'
-            f'"n":{r.trade_count},"vw":{_decimal(r.vwap_e8, 8)}}}'
-        )
-    # Symbols are [A-Z0-9.] names; json-escape anyway through the token path below.
-    body = ",".join(f'"{_escape(s)}":[{",".join(bars)}]' for s, bars in by_symbol.items())
-    next_token = "null" if token is None else f'"{token}"'
-    return f'{{"bars":{{{body}}},"next_page_token":{next_token}}}'.encode()
-
-
-def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def _csv(rows: list[BarRow]) -> bytes:
-    lines = ["symbol,t,o,h,l,c,v,n,vw"]
-    lines.extend(
-        f"{r.symbol},{_rfc3339(r.t)},{_decimal(r.open, 4)},{_decimal(r.high, 4)},"
-        f"{_decimal(r.low, 4)},{_decimal(r.close, 4)},{r.volume},{r.trade_count},"
-        f"{_decimal(r.vwap_e8, 8)}"
-        for r in rows
-    )
-    return ("\n".join(lines) + "\n").encode()
-
-
-def _binary(rows: list[BarRow], fmt: str) -> bytes:
-    table = bars_table(rows)
+def _binary(frame: pl.DataFrame, fmt: str) -> bytes:
+    table = bars_table(frame)
     sink = io.BytesIO()
     if fmt == "arrow":
         with pa.ipc.new_stream(sink, table.schema) as writer:
@@ -157,6 +99,10 @@ def _binary(rows: list[BarRow], fmt: str) -> bytes:
     else:
         pq.write_table(table, sink, compression="zstd")
     return sink.getvalue()
+
+
+def _rfc3339(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @router.get(
@@ -226,25 +172,33 @@ async def _get_bars(
         after=after,
     )
     async with request.app.state.pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT s FROM unnest(%s::text[]) AS s"
-            " WHERE NOT EXISTS (SELECT 1 FROM bars WHERE symbol = s)",
-            [symbols],
-        )
-        unknown = [row[0] for row in await cur.fetchall()]
-        if unknown:
-            raise UnknownSymbolError(unknown)
-        cur = await conn.execute(sql, params)
-        rows = [BarRow(*row) for row in await cur.fetchall()]
+        cur = conn.cursor(binary=True)
+        register_raw_arrays(cur)
+        one_symbol = len(symbols) == 1
+        await cur.execute(page_arrays_query(sql, one_symbol=one_symbol), params)
+        first, *columns = await cur.fetchone()
+        frame = page_frame((symbols[0], first) if one_symbol else first, tuple(columns))
+        # A symbol with a bar in the page is known; only the others need the check.
+        missing = set(symbols).difference(frame["symbol"].unique().to_list())
+        if missing:
+            cur = await conn.execute(
+                "SELECT s FROM unnest(%s::text[]) AS s"
+                " WHERE NOT EXISTS (SELECT 1 FROM bars WHERE symbol = s)",
+                [[s for s in symbols if s in missing]],
+            )
+            unknown = [row[0] for row in await cur.fetchall()]
+            if unknown:
+                raise UnknownSymbolError(unknown)
     token = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        token = encode_page_token(rows[-1].symbol, rows[-1].t)
+    if frame.height > limit:
+        frame = frame.head(limit)
+        last_symbol, last_t = frame.row(limit - 1)[:2]
+        token = encode_page_token(last_symbol, last_t)
     headers = {} if token is None else {"X-Next-Page-Token": token}
     if fmt == "json":
-        body = _json(rows, token)
+        body = json_body(frame, token)
     elif fmt == "csv":
-        body = _csv(rows)
+        body = csv_body(frame)
     else:
-        body = _binary(rows, fmt)
+        body = _binary(frame, fmt)
     return Response(body, media_type=_FORMATS[fmt], headers=headers)
