@@ -35,17 +35,40 @@ __all__ = [
 TIMEFRAME_NAMES = {1: "1Sec", 60: "1Min"}
 """Stored widths (seconds) and their ``timeframe`` column value."""
 
-_UPSERT = """
+_STAGE_COLUMNS = (
+    "symbol, timeframe, start_ns, open, high, low, close, volume, trade_count, notional,"
+    " vwap_e8, revised, last_seq"
+)
+_CREATE_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS bars_stage (
+    symbol text, timeframe text, start_ns bigint, open bigint, high bigint, low bigint,
+    close bigint, volume bigint, trade_count bigint, notional numeric(38, 0),
+    vwap_e8 bigint, revised boolean, last_seq bigint
+)"""
+_COPY_STAGE = f"COPY bars_stage ({_STAGE_COLUMNS}) FROM STDIN"
+# Epoch ns → timestamptz, exactly (whole seconds through to_timestamp, then microseconds).
+_START = (
+    "(to_timestamp(s.start_ns / 1000000000)"
+    " + (s.start_ns % 1000000000 / 1000) * interval '1 microsecond')"
+)
+
+_UPSERT = f"""
 INSERT INTO bars (symbol, timeframe, start, open, high, low, close, volume, trade_count,
                   notional, vwap_e8, revised, last_seq)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+SELECT s.symbol, s.timeframe, {_START}, s.open, s.high, s.low, s.close, s.volume,
+       s.trade_count, s.notional, s.vwap_e8, s.revised, s.last_seq
+FROM bars_stage AS s WHERE s.trade_count > 0
 ON CONFLICT (symbol, timeframe, start) DO UPDATE SET
     open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
     volume = EXCLUDED.volume, trade_count = EXCLUDED.trade_count,
     notional = EXCLUDED.notional, vwap_e8 = EXCLUDED.vwap_e8,
     revised = EXCLUDED.revised, last_seq = EXCLUDED.last_seq, updated_at = now()
 """
-_DELETE = "DELETE FROM bars WHERE symbol = %s AND timeframe = %s AND start = %s"
+_DELETE = f"""
+DELETE FROM bars AS b USING bars_stage AS s
+WHERE s.trade_count = 0 AND b.symbol = s.symbol AND b.timeframe = s.timeframe
+  AND b.start = {_START}
+"""
 
 _AGGREGATE_INSERT = """
 INSERT INTO bar_aggregates (symbol, timeframe, start, open, high, low, close, volume,
@@ -58,8 +81,8 @@ ON CONFLICT (symbol, timeframe, start) DO UPDATE SET
 
 
 def _refresh_sql(timeframe: str) -> str:
-    """One statement recomputing the ``timeframe`` buckets of the 1-minute bars
-    ``unnest(%(symbols)s, %(starts)s)`` from the ``bars`` rows now in each bucket."""
+    """One statement recomputing the ``timeframe`` buckets of the staged 1-minute bars
+    from the ``bars`` rows now in each bucket."""
     tf = parse_timeframe(timeframe)
     # The lateral scan is the index range [t, t + max width) of one symbol, narrowed to
     # the minutes whose bucket is t (a 1Day bucket is 23-25 hours, a Min bucket can end at
@@ -67,7 +90,8 @@ def _refresh_sql(timeframe: str) -> str:
     return f"""
 WITH touched AS (
     SELECT DISTINCT symbol, {bucket_sql(tf)} AS t
-    FROM unnest(%(symbols)s::text[], %(starts)s::timestamptz[]) AS k (symbol, start)
+    FROM (SELECT s.symbol, {_START} AS start FROM bars_stage AS s
+          WHERE s.timeframe = '1Min') AS k
 ), fresh AS (
     SELECT k.symbol, k.t, {AGGREGATE_COLUMNS}, sum(notional) AS notional
     FROM touched AS k
@@ -104,6 +128,10 @@ GROUP BY symbol, t
 
 _REFRESH = {timeframe: _refresh_sql(timeframe) for timeframe in sorted(STORED_TIMEFRAMES)}
 _REBUILD = {timeframe: _rebuild_sql(timeframe) for timeframe in sorted(STORED_TIMEFRAMES)}
+# Sent as one simple-query message (no parameters): one round trip per batch.
+_MERGE = ";\n".join(
+    [_UPSERT, _DELETE, *(_REFRESH[t] for t in sorted(STORED_TIMEFRAMES)), "DELETE FROM bars_stage"]
+)
 
 
 def ns_to_datetime(ns: int) -> datetime:
@@ -131,30 +159,33 @@ def bar_row(bar: Bar) -> tuple[object, ...]:
 
 
 def upsert_bars(conn: psycopg.Connection, bars: Iterable[Bar]) -> tuple[int, int]:
-    """Write ``bars`` in one transaction; returns (rows upserted, rows deleted)."""
+    """Write ``bars`` in one transaction; returns (rows upserted, rows deleted).
+
+    The batch is copied into the session's temporary ``bars_stage`` table (``COPY``, one
+    round trip for any number of bars), then merged by a fixed set of statements sent as
+    one: upsert, delete of the withdrawn, refresh of the aggregates, emptying the stage.
+    """
     latest: dict[tuple[str, int, int], Bar] = {}
     for bar in bars:
         latest[bar.key] = bar
-    upserts = [bar_row(b) for b in latest.values() if b.trade_count > 0]
-    deletes = [
-        (b.symbol, TIMEFRAME_NAMES[b.timeframe_s], ns_to_datetime(b.start_ns))
-        for b in latest.values()
-        if b.trade_count == 0
-    ]
-    minutes = [b for b in latest.values() if b.timeframe_s == 60]
-    touched = {
-        "symbols": [b.symbol for b in minutes],
-        "starts": [ns_to_datetime(b.start_ns) for b in minutes],
-    }
+    if not latest:
+        return 0, 0
+    names = TIMEFRAME_NAMES
+    deletes = 0
     with conn.transaction(), conn.cursor() as cur:
-        if upserts:
-            cur.executemany(_UPSERT, upserts)
-        if deletes:
-            cur.executemany(_DELETE, deletes)
-        if minutes:
-            for refresh in _REFRESH.values():
-                cur.execute(refresh, touched)
-    return len(upserts), len(deletes)
+        cur.execute(_CREATE_STAGE)
+        with cur.copy(_COPY_STAGE) as copy:
+            write_row = copy.write_row
+            for b in latest.values():
+                if not b.trade_count:
+                    deletes += 1
+                write_row(
+                    (b.symbol, names[b.timeframe_s], b.start_ns, b.open, b.high, b.low,
+                     b.close, b.volume, b.trade_count, b.notional, b.vwap_e8, b.revised,
+                     b.last_seq)
+                )  # fmt: skip
+        cur.execute(_MERGE)
+    return len(latest) - deletes, deletes
 
 
 def rebuild_bar_aggregates(conn: psycopg.Connection) -> int:
