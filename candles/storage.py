@@ -80,14 +80,31 @@ ON CONFLICT (symbol, timeframe, start) DO UPDATE SET
     vwap_e8 = EXCLUDED.vwap_e8, notional = EXCLUDED.notional"""
 
 
-def _refresh_sql(timeframe: str) -> str:
-    """One statement recomputing the ``timeframe`` buckets of the staged 1-minute bars
-    from the ``bars`` rows now in each bucket."""
+# Each stored timeframe is resampled from the next finer one, which nests in it (buckets
+# start at the exchange's midnight: 1Min in 5Min in 15Min in 1Hour in 1Day): the same rows
+# as resampling the 1-minute bars (first open and last close by start, max, min, sums, VWAP
+# from the summed notional and volume), from at most 5, 3, 4 and 25 rows a bucket.
+_REFRESH_FROM = {
+    "5Min": ("bars", "1Min"),
+    "15Min": ("bar_aggregates", "5Min"),
+    "1Hour": ("bar_aggregates", "15Min"),
+    "1Day": ("bar_aggregates", "1Hour"),
+}
+_REFRESH_ORDER = ("5Min", "15Min", "1Hour", "1Day")
+if set(_REFRESH_ORDER) != STORED_TIMEFRAMES:  # a new stored timeframe needs its place here
+    raise RuntimeError(f"candles.storage refreshes {_REFRESH_ORDER}, not {STORED_TIMEFRAMES}")
+
+
+def _refresh_sql(timeframe: str, *, deletes: bool) -> str:
+    """One statement recomputing the ``timeframe`` buckets of the staged 1-minute bars from
+    the finer rows now in each bucket; with ``deletes``, a bucket left without rows (its
+    minutes withdrawn) is deleted instead (only a withdrawn minute can empty a bucket)."""
     tf = parse_timeframe(timeframe)
+    table, finer = _REFRESH_FROM[timeframe]
     # The lateral scan is the index range [t, t + max width) of one symbol, narrowed to
-    # the minutes whose bucket is t (a 1Day bucket is 23-25 hours, a Min bucket can end at
+    # the rows whose bucket is t (a 1Day bucket is 23-25 hours, a Min bucket can end at
     # the exchange midnight before t + width).
-    return f"""
+    cte = f"""
 WITH touched AS (
     SELECT DISTINCT symbol, {bucket_sql(tf)} AS t
     FROM (SELECT s.symbol, {_START} AS start FROM bars_stage AS s
@@ -96,23 +113,25 @@ WITH touched AS (
     SELECT k.symbol, k.t, {AGGREGATE_COLUMNS}, sum(notional) AS notional
     FROM touched AS k
     CROSS JOIN LATERAL (
-        SELECT * FROM bars
-        WHERE symbol = k.symbol AND timeframe = '1Min'
+        SELECT * FROM {table}
+        WHERE symbol = k.symbol AND timeframe = '{finer}'
           AND start >= k.t AND start < k.t + interval '{tf.max_width}'
           AND {bucket_sql(tf)} = k.t
     ) AS m
     GROUP BY k.symbol, k.t
-), upserted AS (
-    {_AGGREGATE_INSERT}
+)"""
+    upsert = f"""{_AGGREGATE_INSERT}
     SELECT symbol, '{timeframe}', t, open, high, low, close, volume, trade_count, vwap_e8,
            notional
     FROM fresh
-    {_AGGREGATE_CONFLICT}
+    {_AGGREGATE_CONFLICT}"""
+    if not deletes:
+        return cte + upsert
+    return f"""{cte}, upserted AS ({upsert}
 )
 DELETE FROM bar_aggregates AS a
-USING touched AS k
+USING (SELECT * FROM touched EXCEPT SELECT symbol, t FROM fresh) AS k
 WHERE a.symbol = k.symbol AND a.timeframe = '{timeframe}' AND a.start = k.t
-  AND NOT EXISTS (SELECT 1 FROM fresh AS f WHERE f.symbol = k.symbol AND f.t = k.t)
 """
 
 
@@ -126,12 +145,20 @@ GROUP BY symbol, t
 """
 
 
-_REFRESH = {timeframe: _refresh_sql(timeframe) for timeframe in sorted(STORED_TIMEFRAMES)}
 _REBUILD = {timeframe: _rebuild_sql(timeframe) for timeframe in sorted(STORED_TIMEFRAMES)}
-# Sent as one simple-query message (no parameters): one round trip per batch.
-_MERGE = ";\n".join(
-    [_UPSERT, _DELETE, *(_REFRESH[t] for t in sorted(STORED_TIMEFRAMES)), "DELETE FROM bars_stage"]
-)
+# Sent as one simple-query message (no parameters): one round trip per batch. The
+# aggregates' DELETEs run only for a batch that withdraws a 1-minute bar.
+_MERGE = {
+    deletes: ";\n".join(
+        [
+            _UPSERT,
+            _DELETE,
+            *(_refresh_sql(t, deletes=deletes) for t in _REFRESH_ORDER),
+            "DELETE FROM bars_stage",
+        ]
+    )
+    for deletes in (False, True)
+}
 
 
 def ns_to_datetime(ns: int) -> datetime:
@@ -172,6 +199,7 @@ def upsert_bars(conn: psycopg.Connection, bars: Iterable[Bar]) -> tuple[int, int
         return 0, 0
     names = TIMEFRAME_NAMES
     deletes = 0
+    withdrawn_minute = False
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(_CREATE_STAGE)
         with cur.copy(_COPY_STAGE) as copy:
@@ -179,12 +207,13 @@ def upsert_bars(conn: psycopg.Connection, bars: Iterable[Bar]) -> tuple[int, int
             for b in latest.values():
                 if not b.trade_count:
                     deletes += 1
+                    withdrawn_minute = withdrawn_minute or b.timeframe_s == 60
                 write_row(
                     (b.symbol, names[b.timeframe_s], b.start_ns, b.open, b.high, b.low,
                      b.close, b.volume, b.trade_count, b.notional, b.vwap_e8, b.revised,
                      b.last_seq)
                 )  # fmt: skip
-        cur.execute(_MERGE)
+        cur.execute(_MERGE[withdrawn_minute])
     return len(latest) - deletes, deletes
 
 
