@@ -18,8 +18,10 @@ from operator import itemgetter, mul
 
 __all__ = ["Bar", "BarAccumulator", "vwap_e8"]
 
-# (exchange_ts_ns, seq, price, size, match_number): a tuple, cheap to build and to pickle.
-TradeEntry = tuple[int, int, int, int, int]
+# (exchange_ts_ns, seq, price, size, match_number, …): a tuple, cheap to build and to
+# pickle. The windows store the trade tuples they are given, whose 6th field (False: not a
+# broken trade) is ignored here.
+TradeEntry = tuple[int, ...]
 _ORDER = itemgetter(0, 1)  # (exchange_ts_ns, seq): the order of trades within a bar
 
 
@@ -103,17 +105,29 @@ class BarAccumulator:
             return Bar(symbol, timeframe_s, self.start_ns, self.end_ns,
                        0, 0, 0, 0, 0, 0, 0, 0, revised, 0, 0)  # fmt: skip
         if len(trades) == 1:
-            ts_ns, seq, price, size, _ = trades[0]
+            ts_ns, seq, price, size = trades[0][:4]
             notional = price * size
             return Bar(symbol, timeframe_s, self.start_ns, self.end_ns,
                        price, price, price, price, size, 1, notional,
                        vwap_e8(notional, size), revised, seq, ts_ns)  # fmt: skip
         # Open is the first trade in (time, seq) order, close the last; of equal (time,
-        # seq), the first added opens and the last added closes (min and max return the
-        # first of equals, hence the reversed scan for the close).
-        first = min(trades, key=_ORDER)
-        last = max(reversed(trades), key=_ORDER)
-        _, _, prices, sizes, _ = zip(*trades, strict=True)
+        # seq), the first added opens and the last added closes. Trades mostly arrive in
+        # time order: when the first (last) added has the one smallest (largest) time, it
+        # is the open (close); otherwise the general rule (min and max return the first of
+        # equals, hence the reversed scan for the close).
+        columns = list(
+            zip(*trades, strict=False)
+        )  # entries may carry more fields; the first 4 are used
+        times, prices, sizes = columns[0], columns[2], columns[3]
+        earliest, latest = min(times), max(times)
+        if times[0] == earliest and times.count(earliest) == 1:
+            first = trades[0]
+        else:
+            first = min(trades, key=_ORDER)
+        if times[-1] == latest and times.count(latest) == 1:
+            last = trades[-1]
+        else:
+            last = max(reversed(trades), key=_ORDER)
         volume = sum(sizes)
         notional = sum(map(mul, prices, sizes))
         return Bar(symbol, timeframe_s, self.start_ns, self.end_ns,

@@ -29,12 +29,15 @@ input in a backfill or test). Intervals without trades have no bar.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from heapq import heappop, heappush
 
 from candles.bars import Bar, BarAccumulator
 
 __all__ = ["DEFAULT_TIMEFRAMES_S", "SymbolWindows", "WindowStats"]
+
+TradeTuple = tuple[int, int, int, int, int, bool]
 
 NS = 1_000_000_000
 DEFAULT_TIMEFRAMES_S = (1, 60)
@@ -76,8 +79,9 @@ class SymbolWindows:
     def watermark_ns(self) -> int:
         return self.frontier_ns - self.allowed_lateness_ns
 
-    def on_trades(self, trades: list[tuple[int, int, int, int, int, bool]]) -> list[Bar]:
-        """Apply ``(exchange_ts_ns, seq, price, size, match_number, broken)`` in feed order.
+    def on_trades(self, trades: list[TradeTuple]) -> list[Bar]:
+        """Apply ``(exchange_ts_ns, seq, price, size, match_number, broken)`` tuples in feed
+        order (the tuples are kept as they are in the bars they join).
 
         Returns the bars to publish, in order: each bar that closed, then each closed bar
         that changed (once per call, however many trades changed it).
@@ -94,35 +98,56 @@ class SymbolWindows:
         watermark = frontier - lateness
         next_check = self.next_check_ns
         applied = too_late = 0
-        for ts_ns, seq, price, size, match_number, broken in trades:
+        # The open bars the last trade joined, one per width: a trade in all of them
+        # (cur_start <= time < cur_end) is appended without looking anything up. Cleared
+        # by whatever may delete bars (_break; _advance, to be safe).
+        cur_start = cur_end = 0
+        cur_appends: list[Callable[[TradeTuple], None]] = []
+        for trade in trades:
+            ts_ns, _, _, _, match_number, broken = trade
             if broken:
                 self._break(match_number, dirty)
+                cur_start = cur_end = 0
             elif ts_ns < watermark:
                 too_late += 1
                 continue
+            elif cur_start <= ts_ns < cur_end:
+                applied += 1
+                for append in cur_appends:
+                    append(trade)
+                if match_number:
+                    matches[match_number] = ts_ns
             else:
                 applied += 1
-                entry = (ts_ns, seq, price, size, match_number)
+                cur_start, cur_end = 0, 1 << 62
+                cur_appends = []
                 for width in widths:
                     start = ts_ns - ts_ns % width
+                    end = start + width
                     key = (width, start)
                     acc = bars.get(key)
                     if acc is None:
-                        acc = bars[key] = BarAccumulator(start, start + width)
-                        if start + width > frontier:
-                            heappush(open_ends, (start + width, width, start))
-                            if start + width < next_check:
-                                next_check = start + width
+                        acc = bars[key] = BarAccumulator(start, end)
+                        if end > frontier:
+                            heappush(open_ends, (end, width, start))
+                            if end < next_check:
+                                next_check = end
                         else:
-                            heappush(closed_ends, (start + width, width, start))
-                    acc.trades.append(entry)
-                    if start + width <= frontier:
+                            heappush(closed_ends, (end, width, start))
+                    acc.trades.append(trade)  # as given: (ts, seq, price, size, match, False)
+                    cur_appends.append(acc.trades.append)
+                    if start > cur_start:
+                        cur_start = start
+                    if end < cur_end:
+                        cur_end = end
+                    if end <= frontier:
                         # A closed bar changed, or a late trade opened a bar whose interval
                         # had already closed without trades: either way an updated bar.
                         # (A bar is closed exactly when the frontier reached its end: every
                         # open bar ends after the frontier, see _advance.)
                         closed.add(key)
                         dirty[key] = None
+                        cur_start = cur_end = 0  # not all open: no shortcut
                 if match_number:
                     matches[match_number] = ts_ns
             if ts_ns > frontier:
@@ -132,6 +157,7 @@ class SymbolWindows:
                     self.frontier_ns, self.next_check_ns = frontier, next_check
                     self._advance(out, dirty)
                     next_check = self.next_check_ns
+                    cur_start = cur_end = 0
         self.frontier_ns, self.next_check_ns = frontier, next_check
         self.stats.trades += applied
         self.stats.too_late += too_late
