@@ -84,7 +84,10 @@ class SymbolWindows:
         order (the tuples are kept as they are in the bars they join).
 
         Returns the bars to publish, in order: each bar that closed, then each closed bar
-        that changed (once per call, however many trades changed it).
+        that changed (once per call, however many trades changed it; a changed bar that
+        the watermark passes during the call is published just before it is forgotten).
+        The state after the call, and the last version published of every bar, do not
+        depend on how the trades are cut into calls.
         """
         out: list[Bar] = []
         dirty: dict[tuple[int, int], None] = {}
@@ -205,21 +208,23 @@ class SymbolWindows:
                 closed.add(key)
                 out.append(acc.to_bar(self.symbol, revised=False))
                 heappush(closed_ends, item)
-        kept: list[tuple[int, int, int]] = []
         while closed_ends and closed_ends[0][0] <= watermark:
             item = heappop(closed_ends)
             key = (item[1], item[2])
-            if key in dirty:  # a dirty bar publishes its last revision before it is forgotten
-                kept.append(item)
-            elif key in bars:
-                self._forget(key)
+            acc = bars.get(key)
+            if acc is None:
+                continue
+            if key in dirty:
+                # Changed in this call: its revision is published now, before it is
+                # forgotten, so that what the windows hold never depends on where the
+                # trades were cut into calls (the dataflow's batches vary from run to run).
+                del dirty[key]
+                self.stats.revisions += 1
+                out.append(acc.to_bar(self.symbol, revised=True))
+            self._forget(key)
         next_check = open_ends[0][0] if open_ends else 1 << 62
         if closed_ends and closed_ends[0][0] + self.allowed_lateness_ns < next_check:
             next_check = closed_ends[0][0] + self.allowed_lateness_ns
-        if kept:
-            for item in kept:
-                heappush(closed_ends, item)
-            next_check = min(next_check, frontier + 1)
         self.next_check_ns = next_check
 
     def _forget(self, key: tuple[int, int]) -> None:
