@@ -9,17 +9,24 @@
         and BarBusSink (pb.Bar EventBatches on md.bars)
 
 Unit of parallelism: the bus partition on the input side (each Bytewax worker reads the
-partitions it owns), the symbol for the windows (Bytewax routes each key to one worker).
-All bars of a symbol are therefore written by one worker, in order.
+partitions it owns), the symbol for the windows (Bytewax routes each key to one worker),
+the store partition (``crc32(symbol)``) for PostgreSQL. All bars of a symbol are therefore
+written by one writer, in order. Unit of work: a source batch. The parse step turns a
+whole batch into one item per symbol (its trades in record order), so the windows run
+once per symbol and batch, not once per record.
 
 Delivery: the source's snapshot is the *next* offset of each partition and the windows'
 snapshot is their state, both taken by Bytewax at the same epoch boundary and kept in the
 recovery store together (recovery enabled: ``CandlesSettings.recovery_dir``). On resume,
 the windows restart from their snapshot and the source re-reads from the matching offsets,
-so every trade is applied once to the state (exactly-once state). The sinks are
-at-least-once: bars emitted after the last snapshot are emitted again; PostgreSQL upserts
-make that an exactly-once *effect*, and ``md.bars`` subscribers may see a bar twice (the same
-values; they key bars by symbol, timeframe and start).
+so every trade is applied once to the state (exactly-once state); the windows' state does
+not depend on how the trades were cut into batches, so a resumed run's batches need not
+match the first run's. The sinks are at-least-once: bars emitted after the last snapshot
+are emitted again; PostgreSQL upserts make that an exactly-once *effect*, and ``md.bars``
+subscribers may see a bar twice (the same values; they key bars by symbol, timeframe and
+start). The PostgreSQL sink writes on its own thread while the worker computes the next
+bars, and waits for that write in its epoch snapshot: an epoch is committed to the
+recovery store only once its bars are stored.
 
 The bus is asyncio; Bytewax calls sources and sinks synchronously from its worker threads.
 ``BusBridge`` runs bus coroutines on the event loop that owns the bus

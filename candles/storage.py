@@ -1,15 +1,19 @@
 """SQL for the ``bars`` table (migration 0004): idempotent batch upserts, plain reads.
 
-A batch is written in one transaction. Upserts are ``INSERT … ON CONFLICT (symbol,
-timeframe, start) DO UPDATE``: writing the same bar twice (a replay after a restart) leaves
-the same row, and a revision overwrites its bar. A withdrawn bar (every trade broken,
-``trade_count == 0``) deletes its row. Within a batch only the last version of each bar is
-written, so the order of versions is kept.
+A batch is written in one transaction and three round trips, however many bars: the
+session's temporary ``bars_stage`` table is created if missing, the batch is ``COPY``-ed
+into it, and one message of fixed statements merges it. Upserts are ``INSERT … SELECT …
+ON CONFLICT (symbol, timeframe, start) DO UPDATE``: writing the same bar twice (a replay
+after a restart) leaves the same row, and a revision overwrites its bar. A withdrawn bar
+(every trade broken, ``trade_count == 0``) deletes its row. Within a batch only the last
+version of each bar is written, so the order of versions is kept.
 
 ``bar_aggregates`` (migration 0005) holds the 5Min, 15Min, 1Hour and 1Day bars resampled from
 the 1-minute rows. In the same transaction as a batch, every bucket containing a written or
-deleted 1-minute bar is recomputed from all of its 1-minute rows (so the stored bar always
-equals the query-time resampling of ``candles.query``), and deleted when none is left.
+deleted 1-minute bar is recomputed — 5Min from its 1-minute rows, 15Min from its 5Min rows,
+1Hour from 15Min, 1Day from 1Hour, which nest and give exactly the 1-minute resampling
+(so the stored bar always equals the query-time resampling of ``candles.query``) — and
+deleted when none is left.
 Writes that bypass ``upsert_bars`` (``COPY``, a manual ``DELETE``) need
 ``rebuild_bar_aggregates``.
 """

@@ -25,6 +25,10 @@ counted in ``stats.unmatched_breaks``.
 
 A quiet symbol's last bar closes at that symbol's next trade, or at ``flush()`` (end of
 input in a backfill or test). Intervals without trades have no bar.
+
+Cost: a trade is a tuple appended to one list per width (to the bars the previous trade
+joined without any lookup); a bar's OHLCV is computed from its list when it is emitted.
+Bars close and are forgotten through two heaps ordered by end, not by scanning.
 """
 
 from __future__ import annotations
