@@ -14,7 +14,9 @@ The PostgreSQL sink (``BarStoreSink``, 2 partitions by default) writes each batc
 thread while the worker computes the next one; a run's clock stops when ``run_main``
 returns, i.e. after the sink's ``close`` waited for the last write: every bar is in
 PostgreSQL. Each line also prints the CPU seconds of this process (all threads, not the
-server's): with other work on the same cores, wall time includes waiting for a core.
+server's): with other work on the same cores, wall time includes waiting for a core. The
+process tunes its garbage collector as the ``tickerplant candles`` service does
+(``candles.service.tune_gc_for_throughput``) once the input is prepared.
 - the same with **2 workers in one process** (``cluster_main``, threads) and **2 processes x
   1 worker** (``cluster_main`` over 127.0.0.1, each process with its own ``MemoryBus`` holding
   the same records; Bytewax splits the bus partitions between the processes and routes each
@@ -64,6 +66,7 @@ from psycopg.conninfo import make_conninfo
 
 from benchmarks.itch_input import DEFAULT_MESSAGES, frame_chunks, itch_file, machine
 from candles.dataflow import BarBusSink, BusBridge, BusSource, build_flow
+from candles.service import tune_gc_for_throughput
 from normalize.fast import FastNormalizer
 from normalize.proto import marketdata_pb2 as pb
 from tickerplant.bus import MemoryBus
@@ -262,6 +265,7 @@ def child(args: argparse.Namespace) -> None:
     """One process of the multi-process run: its own bus holding the same records."""
     records = trade_records(args.messages)
     bridge = loaded_bridge(records)
+    tune_gc_for_throughput()
     try:
         flow = build_flow(
             BusSource(bridge, MD_TRADES, until_end=True), dsn=args.dsn, bars_sink=BarBusSink(bridge)
@@ -343,6 +347,7 @@ def main() -> None:
     frame = trades_frame(records)
     trades = frame.height
     csv = frame.write_csv(include_header=False).encode()
+    tune_gc_for_throughput()  # as `tickerplant candles` does at start-up
     print(f"{machine()}; load average {os.getloadavg()[0]:.2f} at start")
     print(
         f"input: {trades:,} trades in {len(records):,} md.trades records over "

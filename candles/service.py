@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Callable
@@ -17,9 +18,26 @@ from tickerplant.db import migrate, resolve_database_url
 from tickerplant.settings import Settings
 from tickerplant.topics import MD_BARS, MD_TRADES
 
-__all__ = ["run_candles", "run_dataflow"]
+__all__ = ["run_candles", "run_dataflow", "tune_gc_for_throughput"]
 
 logger = logging.getLogger(__name__)
+
+
+def tune_gc_for_throughput() -> None:
+    """Keep the cyclic garbage collector from re-scanning what lives for the whole run.
+
+    The dataflow allocates a tuple per trade and a few objects per bar, which triggers
+    young collections constantly; every full collection then walks everything alive
+    (modules, the bus client, the windows' state). ``gc.freeze`` moves what is alive after
+    start-up out of the collector's sight and a larger young threshold makes collections
+    rarer. Process-wide, so only a process that is the candles service calls it (the demo,
+    which runs other components in its process, does not). Measured with
+    ``benchmarks/candles_throughput.py`` (no sinks, 1 worker): about 3.8 s of CPU without,
+    2.8-3.0 s with.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def run_dataflow(
@@ -79,6 +97,7 @@ def run_candles(
     have been initialised with ``python -m bytewax.recovery DIR 1``. The topics and
     ``until_end`` are as for :func:`run_dataflow`.
     """
+    tune_gc_for_throughput()
     embedded = None
     if dsn is None:
         dsn, embedded = resolve_database_url(settings)
