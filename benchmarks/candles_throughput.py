@@ -9,6 +9,14 @@ the cached simulated day, ``benchmarks/itch_input.py``):
   the target (≥ 200,000 trades/s).
 - the same dataflow **without the PostgreSQL sink**, and **without either sink** (source,
   parse, windows only): where the time goes.
+
+The PostgreSQL sink (``BarStoreSink``, 2 partitions by default) writes each batch on its own
+thread while the worker computes the next one; a run's clock stops when ``run_main``
+returns, i.e. after the sink's ``close`` waited for the last write: every bar is in
+PostgreSQL. Each line also prints the CPU seconds of this process (all threads, not the
+server's): with other work on the same cores, wall time includes waiting for a core. The
+process tunes its garbage collector as the ``tickerplant candles`` service does
+(``tickerplant.runtime.tune_gc_for_throughput``) once the input is prepared.
 - the same with **2 workers in one process** (``cluster_main``, threads) and **2 processes x
   1 worker** (``cluster_main`` over 127.0.0.1, each process with its own ``MemoryBus`` holding
   the same records; Bytewax splits the bus partitions between the processes and routes each
@@ -18,7 +26,8 @@ the cached simulated day, ``benchmarks/itch_input.py``):
 - **raw ``COPY``** of the trades (one row each) into an unlogged-free plain PostgreSQL table
   (the database's limit for getting rows in), from CSV text prepared outside the timing.
 
-Each dataflow run starts from an empty ``bars`` table and a bus holding only the trades. A
+Each dataflow run starts from empty ``bars`` and ``bar_aggregates`` tables and a bus holding
+only the trades. A
 scratch database is created on the server named by ``--dsn`` / ``TP_TEST_DATABASE_URL``
 and dropped at the end. ``--profile`` prints the top of a cProfile of one 1-worker run.
 
@@ -61,6 +70,7 @@ from normalize.fast import FastNormalizer
 from normalize.proto import marketdata_pb2 as pb
 from tickerplant.bus import MemoryBus
 from tickerplant.db import migrate
+from tickerplant.runtime import tune_gc_for_throughput
 from tickerplant.topics import MD_BARS, MD_TRADES
 
 MIDNIGHT_NS = 1_732_060_800_000_000_000
@@ -167,7 +177,7 @@ def close_bridge(bridge: BusBridge) -> None:
 
 def reset_bars(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE bars")
+        conn.execute("TRUNCATE bars, bar_aggregates")
 
 
 def stored_bars(dsn: str) -> int:
@@ -255,6 +265,7 @@ def child(args: argparse.Namespace) -> None:
     """One process of the multi-process run: its own bus holding the same records."""
     records = trade_records(args.messages)
     bridge = loaded_bridge(records)
+    tune_gc_for_throughput()
     try:
         flow = build_flow(
             BusSource(bridge, MD_TRADES, until_end=True), dsn=args.dsn, bars_sink=BarBusSink(bridge)
@@ -284,13 +295,16 @@ def drop_database(admin_dsn: str, name: str) -> None:
         )
 
 
-def timed(function: Callable[[], object], runs: int) -> tuple[float, list[float]]:
-    times = []
+def timed(function: Callable[[], object], runs: int) -> tuple[float, list[float], float]:
+    """Median wall seconds, every run's, and the median CPU seconds of this process (all its
+    threads; not the PostgreSQL server's): on shared cores, wall time includes waiting."""
+    times, cpu = [], []
     for _ in range(runs):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         function()
         times.append(time.perf_counter() - started)
-    return statistics.median(times), times
+        cpu.append(time.process_time() - cpu_started)
+    return statistics.median(times), times, statistics.median(cpu)
 
 
 def profile_one(records: Records, dsn: str) -> None:
@@ -304,7 +318,10 @@ def profile_one(records: Records, dsn: str) -> None:
     stats = pstats.Stats(profiler, stream=out)
     stats.sort_stats("tottime").print_stats(15)
     stats.sort_stats("cumulative").print_stats(r"candles|psycopg/cursor|bus", 15)
-    print("\ncProfile of one 1-worker run (by own time, then cumulative for candles/psycopg/bus):")
+    print(
+        "\ncProfile of one 1-worker run (by own time, then cumulative for candles/psycopg/bus;"
+        " the PostgreSQL writes run on the sink's writer threads, outside this profile):"
+    )
     print("\n".join(line for line in out.getvalue().splitlines() if line.strip()))
 
 
@@ -330,6 +347,7 @@ def main() -> None:
     frame = trades_frame(records)
     trades = frame.height
     csv = frame.write_csv(include_header=False).encode()
+    tune_gc_for_throughput()  # as `tickerplant candles` does at start-up
     print(f"{machine()}; load average {os.getloadavg()[0]:.2f} at start")
     print(
         f"input: {trades:,} trades in {len(records):,} md.trades records over "
@@ -342,10 +360,14 @@ def main() -> None:
         rows: list[tuple[str, float, list[float]]] = []
 
         def measure(label: str, function: Callable[[], object], runs: int = args.runs) -> None:
-            seconds, times = timed(function, runs)
+            seconds, times, cpu = timed(function, runs)
             rows.append((label, seconds, times))
             spread = ", ".join(f"{trades / t / 1e3:.0f}k" for t in times)
-            print(f"  {label}: {trades / seconds:,.0f} trades/s  ({spread})", flush=True)
+            print(
+                f"  {label}: {trades / seconds:,.0f} trades/s  ({spread}; "
+                f"median {seconds:.2f} s wall, {cpu:.2f} s CPU in this process)",
+                flush=True,
+            )
 
         measure("Polars group_by_dynamic 1s+1m, in memory", lambda: polars_bars(frame))
         measure("COPY trades into PostgreSQL", lambda: copy_trades(dsn, csv))

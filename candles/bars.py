@@ -5,8 +5,8 @@ arithmetic, ``vwap_e8 = round_half_up(Σ price·size · 10⁴ / Σ size)`` (8 im
 Bars are labelled by their start and cover ``[start, end)``; open and close are the first and
 last trade in (exchange time, feed sequence) order, so a late trade can change either.
 
-An accumulator keeps its trades (time, seq, price, size, match number) so that a broken
-trade can be taken out exactly: removal recomputes the bar from the remaining trades. The
+An accumulator keeps only its trades (time, seq, price, size, match number): the bar is
+computed from them when it is emitted, and a broken trade is taken out exactly. The
 windowing (``windows.py``) forgets an accumulator once the allowed lateness has passed its
 end, which bounds that memory to the trades of the last ``bar width + lateness``.
 """
@@ -14,11 +14,15 @@ end, which bounds that memory to the trades of the last ``bar width + lateness``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter, mul
 
 __all__ = ["Bar", "BarAccumulator", "vwap_e8"]
 
-# (exchange_ts_ns, seq, price, size, match_number): a tuple, cheap to build and to pickle.
-TradeEntry = tuple[int, int, int, int, int]
+# (exchange_ts_ns, seq, price, size, match_number, …): a tuple, cheap to build and to
+# pickle. The windows store the trade tuples they are given, whose 6th field (False: not a
+# broken trade) is ignored here.
+TradeEntry = tuple[int, ...]
+_ORDER = itemgetter(0, 1)  # (exchange_ts_ns, seq): the order of trades within a bar
 
 
 def vwap_e8(notional: int, volume: int) -> int:
@@ -60,44 +64,24 @@ class Bar:
 
 
 class BarAccumulator:
-    """The trades of one bar ``[start_ns, end_ns)`` and their running aggregates."""
+    """The trades of one bar ``[start_ns, end_ns)``; the OHLCV is computed when asked.
 
-    __slots__ = (
-        "_first",
-        "_last",
-        "close",
-        "end_ns",
-        "high",
-        "low",
-        "notional",
-        "open",
-        "start_ns",
-        "trades",
-        "volume",
-    )
+    Adding a trade is one ``list.append`` (the windows' hot path); ``to_bar`` folds the list
+    with builtins, once per emitted bar. Nothing else is kept, so a snapshot is the list.
+    """
+
+    __slots__ = ("end_ns", "start_ns", "trades")
 
     def __init__(self, start_ns: int, end_ns: int) -> None:
         self.start_ns = start_ns
         self.end_ns = end_ns
         self.trades: list[TradeEntry] = []
-        self._reset()
-
-    def _reset(self) -> None:
-        self.open = self.high = self.low = self.close = 0
-        self.volume = 0
-        self.notional = 0
-        self._first: tuple[int, int] | None = None
-        self._last: tuple[int, int] | None = None
 
     def __getstate__(self) -> tuple[int, int, list[TradeEntry]]:
         return (self.start_ns, self.end_ns, self.trades)
 
     def __setstate__(self, state: tuple[int, int, list[TradeEntry]]) -> None:
-        self.start_ns, self.end_ns, trades = state
-        self.trades = []
-        self._reset()
-        for trade in trades:
-            self.add(*trade)
+        self.start_ns, self.end_ns, self.trades = state
 
     def __len__(self) -> int:
         return len(self.trades)
@@ -105,56 +89,47 @@ class BarAccumulator:
     def add(self, ts_ns: int, seq: int, price: int, size: int, match_number: int = 0) -> None:
         """Include one trade (any order of arrival)."""
         self.trades.append((ts_ns, seq, price, size, match_number))
-        self._fold(ts_ns, seq, price, size)
-
-    def _fold(self, ts_ns: int, seq: int, price: int, size: int) -> None:
-        order = (ts_ns, seq)
-        if self._first is None or self._last is None:
-            self._first = self._last = order
-            self.open = self.high = self.low = self.close = price
-        else:
-            if order < self._first:
-                self._first = order
-                self.open = price
-            if order >= self._last:
-                self._last = order
-                self.close = price
-            if price > self.high:
-                self.high = price
-            if price < self.low:
-                self.low = price
-        self.volume += size
-        self.notional += price * size
 
     def remove(self, match_number: int) -> bool:
         """Take out the trade with ``match_number`` (a broken trade); False when absent."""
         for i, trade in enumerate(self.trades):
             if trade[4] == match_number:
                 del self.trades[i]
-                break
-        else:
-            return False
-        self._reset()
-        for ts_ns, seq, price, size, _ in self.trades:
-            self._fold(ts_ns, seq, price, size)
-        return True
+                return True
+        return False
 
     def to_bar(self, symbol: str, *, revised: bool) -> Bar:
-        last_ts, last_seq = self._last or (0, 0)
-        return Bar(
-            symbol=symbol,
-            timeframe_s=(self.end_ns - self.start_ns) // 1_000_000_000,
-            start_ns=self.start_ns,
-            end_ns=self.end_ns,
-            open=self.open,
-            high=self.high,
-            low=self.low,
-            close=self.close,
-            volume=self.volume,
-            trade_count=len(self.trades),
-            notional=self.notional,
-            vwap_e8=vwap_e8(self.notional, self.volume),
-            revised=revised,
-            last_seq=last_seq,
-            last_ts_ns=last_ts,
-        )
+        trades = self.trades
+        timeframe_s = (self.end_ns - self.start_ns) // 1_000_000_000
+        if not trades:
+            return Bar(symbol, timeframe_s, self.start_ns, self.end_ns,
+                       0, 0, 0, 0, 0, 0, 0, 0, revised, 0, 0)  # fmt: skip
+        if len(trades) == 1:
+            ts_ns, seq, price, size = trades[0][:4]
+            notional = price * size
+            return Bar(symbol, timeframe_s, self.start_ns, self.end_ns,
+                       price, price, price, price, size, 1, notional,
+                       vwap_e8(notional, size), revised, seq, ts_ns)  # fmt: skip
+        # Open is the first trade in (time, seq) order, close the last; of equal (time,
+        # seq), the first added opens and the last added closes. Trades mostly arrive in
+        # time order: when the first (last) added has the one smallest (largest) time, it
+        # is the open (close); otherwise the general rule (min and max return the first of
+        # equals, hence the reversed scan for the close).
+        columns = list(
+            zip(*trades, strict=False)
+        )  # entries may carry more fields; the first 4 are used
+        times, prices, sizes = columns[0], columns[2], columns[3]
+        earliest, latest = min(times), max(times)
+        if times[0] == earliest and times.count(earliest) == 1:
+            first = trades[0]
+        else:
+            first = min(trades, key=_ORDER)
+        if times[-1] == latest and times.count(latest) == 1:
+            last = trades[-1]
+        else:
+            last = max(reversed(trades), key=_ORDER)
+        volume = sum(sizes)
+        notional = sum(map(mul, prices, sizes))
+        return Bar(symbol, timeframe_s, self.start_ns, self.end_ns,
+                   first[2], max(prices), min(prices), last[2], volume, len(trades),
+                   notional, vwap_e8(notional, volume), revised, last[1], last[0])  # fmt: skip

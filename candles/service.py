@@ -14,6 +14,7 @@ from bytewax.testing import run_main
 from candles.dataflow import BarBusSink, BusBridge, BusSource, build_flow
 from tickerplant.bus import make_bus
 from tickerplant.db import migrate, resolve_database_url
+from tickerplant.runtime import tune_gc_for_throughput
 from tickerplant.settings import Settings
 from tickerplant.topics import MD_BARS, MD_TRADES
 
@@ -79,6 +80,7 @@ def run_candles(
     have been initialised with ``python -m bytewax.recovery DIR 1``. The topics and
     ``until_end`` are as for :func:`run_dataflow`.
     """
+    tune_gc_for_throughput()
     embedded = None
     if dsn is None:
         dsn, embedded = resolve_database_url(settings)

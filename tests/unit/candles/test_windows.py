@@ -7,8 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from candles.bars import Bar, BarAccumulator, vwap_e8
-from candles.dataflow import parse_trades
+from candles.dataflow import parse_batch, parse_trades
 from candles.windows import SymbolWindows
+from normalize.proto import marketdata_pb2 as pb
 from tests.unit.candles.reference import polars_bars, simulated_records, trades_frame
 from tickerplant.bus import Record
 
@@ -200,6 +201,52 @@ def test_windows_survive_a_pickle_round_trip_mid_bar():
     assert len(w.flush()) == 0
 
 
+def test_equal_time_and_seq_the_first_added_opens_and_the_last_added_closes():
+    """Two trades with the same (time, seq) at each end of a bar: arrival order decides."""
+    acc = BarAccumulator(T0, T0 + S)
+    for t in [(T0 + 9, 3, 600, 1, 4), (T0 + 1, 1, 500, 1, 1), (T0 + 1, 1, 400, 1, 2),
+              (T0 + 9, 3, 700, 1, 3)]:  # fmt: skip
+        acc.add(*t)
+    b = acc.to_bar("X", revised=False)
+    assert (b.open, b.close, b.high, b.low, b.last_seq, b.last_ts_ns) == (
+        500,
+        700,
+        700,
+        400,
+        3,
+        T0 + 9,
+    )
+
+
+def _record(offset: int, symbol: str, trades: list[tuple[int, int, int, int, int, int]]) -> Record:
+    batch = pb.EventBatch(
+        symbol=symbol,
+        events=[
+            pb.Event(trade=pb.Trade(symbol=symbol, exchange_ts_ns=ts, seq=seq, price=price,
+                                    size=size, match_number=match, kind=kind))
+            for ts, seq, price, size, match, kind in trades
+        ],
+    )  # fmt: skip
+    return Record("md.trades", 0, offset, symbol.encode(), batch.SerializeToString(), 0)
+
+
+def test_a_batch_of_records_parses_to_one_item_per_symbol_with_its_trades_in_order():
+    """Records A, B, A, empty C: two items, A's trades of both records in record order, the
+    broken trade flagged; a record without trades gives no item."""
+    e, broken = pb.TRADE_KIND_EXECUTION, pb.TRADE_KIND_BROKEN
+    records = [
+        _record(0, "AAA", [(T0, 1, 100, 5, 11, e), (T0 + 1, 2, 101, 6, 12, e)]),
+        _record(1, "BBB", [(T0 + 2, 3, 200, 7, 13, e)]),
+        _record(2, "AAA", [(T0 + 3, 4, 0, 0, 11, broken)]),
+        _record(3, "CCC", []),
+    ]
+    assert parse_batch(records) == [
+        ("AAA", ("AAA", [(T0, 1, 100, 5, 11, False), (T0 + 1, 2, 101, 6, 12, False),
+                         (T0 + 3, 4, 0, 0, 11, True)])),
+        ("BBB", ("BBB", [(T0 + 2, 3, 200, 7, 13, False)])),
+    ]  # fmt: skip
+
+
 prices = st.integers(min_value=1, max_value=10_000_000)
 sizes = st.integers(min_value=1, max_value=100_000)
 
@@ -229,6 +276,46 @@ def test_every_bar_keeps_the_ohlcv_invariants(raw):
         assert b.low * 10_000 <= b.vwap_e8 <= b.high * 10_000
     for width in (1, 60):
         assert sum(b.volume for k, b in latest.items() if k[1] == width) == applied
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 130 * S), prices, sizes, st.booleans()),
+        min_size=1,
+        max_size=120,
+    ),
+    st.lists(st.integers(1, 10), min_size=1, max_size=40),
+    st.sampled_from([0, 2 * S, 10 * S]),
+)
+def test_splitting_the_trades_into_calls_differently_leaves_the_same_bars(raw, cuts, lateness):
+    """The dataflow hands the windows a symbol's trades of a whole batch at once: for any
+    trades (late, too late, breaks of earlier ones) and any split into calls, the last
+    version of every bar, the counters and the flushed bars are those of one trade per
+    call."""
+    trades = []
+    for seq, (ts, price, size, breaks) in enumerate(raw, start=1):
+        if breaks and seq > 1:  # break the trade two before (perhaps already broken)
+            trades.append(trade(T0 + ts, seq, 0, 0, max(1, seq - 2), broken=True))
+        else:
+            trades.append(trade(T0 + ts, seq, price, size, seq))
+
+    def run(calls: list[list]) -> tuple[dict, list, tuple]:
+        w = SymbolWindows("AAPL", allowed_lateness_ns=lateness)
+        latest = {}
+        for call in calls:
+            latest.update((b.key, b) for b in w.on_trades(call))
+        stats = (w.stats.trades, w.stats.too_late, w.stats.breaks, w.stats.unmatched_breaks)
+        return latest, w.flush(), stats
+
+    one_each = [[t] for t in trades]
+    split, i = [], 0
+    for n in cuts * len(trades):
+        if i >= len(trades):
+            break
+        split.append(trades[i : i + n])
+        i += n
+    assert run(split) == run(one_each)
 
 
 def test_bar_accumulator_in_any_arrival_order_equals_sorted_order():
