@@ -37,6 +37,45 @@ BEGIN
 END;
 $$;
 
+-- ledger_append for a caller that holds the chain lock and read (seq, head) under it: the
+-- hash, the transaction row, its entries and the new chain head in one statement. The chain
+-- UPDATE only matches the head the caller read, so a caller that did not hold the lock fails
+-- loudly instead of forking the chain.
+CREATE FUNCTION ledger_append_at(
+    p_id uuid, p_user_id bigint, p_seq bigint, p_prev bytea, p_kind text, p_key text,
+    p_effective_at timestamptz, p_settlement_date date, p_metadata jsonb,
+    p_account_ids bigint[], p_assets text[], p_amounts bigint[]
+) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    WITH e AS (
+        SELECT x.account_id, x.asset, x.amount, x.ord
+        FROM unnest(p_account_ids, p_assets, p_amounts) WITH ORDINALITY
+            AS x (account_id, asset, amount, ord)
+        WHERE x.amount <> 0
+    ), h AS (
+        SELECT sha256(p_prev || ledger_canonical(p_id, p_user_id, p_seq, p_kind, p_key,
+            p_effective_at, p_settlement_date, p_metadata,
+            (SELECT coalesce(jsonb_agg(jsonb_build_array(e.account_id, e.asset, e.amount)
+                                       ORDER BY e.account_id, e.asset COLLATE "C", e.amount),
+                             '[]') FROM e))) AS hash
+    ), t AS (
+        INSERT INTO ledger_transactions (id, user_id, chain_seq, kind, idempotency_key,
+            effective_at, settlement_date, metadata, prev_hash, hash, hash_form)
+        SELECT p_id, p_user_id, p_seq, p_kind, p_key, p_effective_at, p_settlement_date,
+            p_metadata, p_prev, h.hash, 2 FROM h
+        RETURNING hash
+    ), n AS (
+        INSERT INTO ledger_entries (transaction_id, account_id, asset, amount)
+        SELECT p_id, e.account_id, e.asset, e.amount FROM e ORDER BY e.ord
+    )
+    UPDATE ledger_chains SET seq = p_seq, head = (SELECT hash FROM t)
+    WHERE user_id = p_user_id AND seq = p_seq - 1 AND head = p_prev;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'ledger chain of user % moved under a caller that held its lock', p_user_id;
+    END IF;
+END;
+$$;
+
 -- The two operations of the order path (a hold per order, a fill per execution) take their
 -- locks inline rather than through ledger_lock (a set-returning call per operation), in the
 -- same order: the key, the chain head, then the balance rows FOR UPDATE in account-id order.
@@ -50,15 +89,24 @@ DECLARE
     v_hold uuid := gen_random_uuid();
     v_receipt jsonb := ledger_receipt(v_tx, 'hold', v_hold, NULL);
     v_original jsonb;
+    v_seq bigint;
+    v_prev bytea;
     b ledger_balance;
     v_broker bigint;
     v_power bigint;
 BEGIN
-    v_original := ledger_claim_key(p_user_id, p_key, 'place_hold', p_request_hash, v_receipt);
-    IF v_original IS NOT NULL THEN
-        RETURN v_original;
+    -- The key claim of ledger_claim_key, inline; a taken key goes through it for the replay.
+    INSERT INTO ledger_idempotency (user_id, key, operation, request_hash, result)
+    VALUES (p_user_id, p_key, 'place_hold', p_request_hash, v_receipt)
+    ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        v_original := ledger_claim_key(p_user_id, p_key, 'place_hold', p_request_hash,
+                                       v_receipt);
+        IF v_original IS NOT NULL THEN
+            RETURN v_original;
+        END IF;
     END IF;
-    PERFORM 1 FROM ledger_chains WHERE user_id = p_user_id FOR UPDATE;
+    SELECT seq, head INTO v_seq, v_prev FROM ledger_chains WHERE user_id = p_user_id FOR UPDATE;
     IF NOT FOUND THEN
         PERFORM ledger_unknown_user(p_user_id);
     END IF;
@@ -80,7 +128,8 @@ BEGIN
     WHERE user_id IS NULL AND asset = p_asset AND kind = 'broker_holds';
     INSERT INTO ledger_holds (id, user_id, asset, amount, remaining, order_id)
     VALUES (v_hold, p_user_id, p_asset, p_amount, p_amount, p_order_id);
-    PERFORM ledger_append(v_tx, p_user_id, 'hold', p_key, p_effective_at, NULL,
+    PERFORM ledger_append_at(v_tx, p_user_id, v_seq + 1, v_prev, 'hold', p_key, p_effective_at,
+        NULL,
         jsonb_build_object('hold_id', v_hold::text, 'order_id', p_order_id),
         ARRAY[b.held_id, v_broker], ARRAY[p_asset, p_asset], ARRAY[p_amount, -p_amount]);
     RETURN v_receipt;
@@ -96,6 +145,8 @@ DECLARE
     v_tx uuid := gen_random_uuid();
     v_receipt jsonb := ledger_receipt(v_tx, 'fill', p_hold_id, p_settlement_date);
     v_original jsonb;
+    v_seq bigint;
+    v_prev bytea;
     v_hold_asset text := CASE WHEN p_side = 'buy' THEN 'USD' ELSE p_symbol END;
     v_remaining bigint := 0;
     v_notional bigint := p_quantity * p_price;
@@ -114,11 +165,18 @@ DECLARE
     v_assets text[];
     v_amounts bigint[];
 BEGIN
-    v_original := ledger_claim_key(p_user_id, p_key, 'book_fill', p_request_hash, v_receipt);
-    IF v_original IS NOT NULL THEN
-        RETURN v_original;
+    -- The key claim of ledger_claim_key, inline; a taken key goes through it for the replay.
+    INSERT INTO ledger_idempotency (user_id, key, operation, request_hash, result)
+    VALUES (p_user_id, p_key, 'book_fill', p_request_hash, v_receipt)
+    ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        v_original := ledger_claim_key(p_user_id, p_key, 'book_fill', p_request_hash,
+                                       v_receipt);
+        IF v_original IS NOT NULL THEN
+            RETURN v_original;
+        END IF;
     END IF;
-    PERFORM 1 FROM ledger_chains WHERE user_id = p_user_id FOR UPDATE;
+    SELECT seq, head INTO v_seq, v_prev FROM ledger_chains WHERE user_id = p_user_id FOR UPDATE;
     IF NOT FOUND THEN
         PERFORM ledger_unknown_user(p_user_id);
     END IF;
@@ -193,7 +251,8 @@ BEGIN
     IF v_consumed > 0 THEN
         UPDATE ledger_holds SET remaining = remaining - v_consumed WHERE id = p_hold_id;
     END IF;
-    PERFORM ledger_append(v_tx, p_user_id, 'fill', p_key, p_executed_at, p_settlement_date,
+    PERFORM ledger_append_at(v_tx, p_user_id, v_seq + 1, v_prev, 'fill', p_key, p_executed_at,
+        p_settlement_date,
         jsonb_build_object('symbol', p_symbol, 'side', p_side, 'quantity', p_quantity,
                            'price_cents', p_price, 'fee_cents', p_fee,
                            'trade_date', to_char(p_trade_date, 'YYYY-MM-DD'),
