@@ -53,11 +53,13 @@ BEGIN
             AS x (account_id, asset, amount, ord)
         WHERE x.amount <> 0
     ), h AS (
+        -- The entries go in as a column, not a subquery argument, so that ledger_canonical
+        -- is inlined into this plan rather than parsed and planned on every call.
         SELECT sha256(p_prev || ledger_canonical(p_id, p_user_id, p_seq, p_kind, p_key,
-            p_effective_at, p_settlement_date, p_metadata,
-            (SELECT coalesce(jsonb_agg(jsonb_build_array(e.account_id, e.asset, e.amount)
-                                       ORDER BY e.account_id, e.asset COLLATE "C", e.amount),
-                             '[]') FROM e))) AS hash
+            p_effective_at, p_settlement_date, p_metadata, j.entries)) AS hash
+        FROM (SELECT coalesce(jsonb_agg(jsonb_build_array(e.account_id, e.asset, e.amount)
+                                        ORDER BY e.account_id, e.asset COLLATE "C", e.amount),
+                              '[]') AS entries FROM e) j
     ), t AS (
         INSERT INTO ledger_transactions (id, user_id, chain_seq, kind, idempotency_key,
             effective_at, settlement_date, metadata, prev_hash, hash, hash_form)
@@ -92,6 +94,9 @@ DECLARE
     v_seq bigint;
     v_prev bytea;
     b ledger_balance;
+    v_id bigint;
+    v_kind text;
+    v_balance bigint;
     v_broker bigint;
     v_power bigint;
 BEGIN
@@ -110,15 +115,19 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM ledger_unknown_user(p_user_id);
     END IF;
-    SELECT max(l.id) FILTER (WHERE l.kind IN ('cash_settled', 'position_settled')),
-           max(l.balance) FILTER (WHERE l.kind IN ('cash_settled', 'position_settled')),
-           max(l.id) FILTER (WHERE l.kind IN ('cash_unsettled', 'position_unsettled')),
-           max(l.balance) FILTER (WHERE l.kind IN ('cash_unsettled', 'position_unsettled')),
-           max(l.id) FILTER (WHERE l.kind IN ('cash_held', 'position_held')),
-           max(l.balance) FILTER (WHERE l.kind IN ('cash_held', 'position_held'))
-    INTO b.settled_id, b.settled, b.unsettled_id, b.unsettled, b.held_id, b.held
-    FROM (SELECT a.id, a.kind, a.balance FROM ledger_accounts a
-          WHERE a.user_id = p_user_id AND a.asset = p_asset ORDER BY a.id FOR UPDATE) l;
+    FOR v_id, v_kind, v_balance IN
+        SELECT a.id, a.kind, a.balance FROM ledger_accounts a
+        WHERE a.user_id = p_user_id AND a.asset = p_asset ORDER BY a.id FOR UPDATE
+    LOOP
+        CASE v_kind
+            WHEN 'cash_settled', 'position_settled' THEN
+                b.settled_id := v_id; b.settled := v_balance;
+            WHEN 'cash_unsettled', 'position_unsettled' THEN
+                b.unsettled_id := v_id; b.unsettled := v_balance;
+            WHEN 'cash_held', 'position_held' THEN
+                b.held_id := v_id; b.held := v_balance;
+        END CASE;
+    END LOOP;
     v_power := b.settled + b.unsettled - b.held;
     IF p_amount > v_power THEN
         PERFORM ledger_raise_insufficient(b.settled_id, p_amount, v_power,
@@ -161,6 +170,10 @@ DECLARE
     v_usd_fees bigint;
     v_sym_holds bigint;
     v_sym_street bigint;
+    v_id bigint;
+    v_asset text;
+    v_kind text;
+    v_balance bigint;
     v_ids bigint[];
     v_assets text[];
     v_amounts bigint[];
@@ -181,24 +194,19 @@ BEGIN
         PERFORM ledger_unknown_user(p_user_id);
     END IF;
     -- Cash accounts are USD and positions never are, so the kind alone names the row.
-    SELECT max(l.id) FILTER (WHERE l.kind = 'cash_settled'),
-           max(l.balance) FILTER (WHERE l.kind = 'cash_settled'),
-           max(l.id) FILTER (WHERE l.kind = 'cash_unsettled'),
-           max(l.balance) FILTER (WHERE l.kind = 'cash_unsettled'),
-           max(l.id) FILTER (WHERE l.kind = 'cash_held'),
-           max(l.balance) FILTER (WHERE l.kind = 'cash_held'),
-           max(l.id) FILTER (WHERE l.kind = 'position_settled'),
-           max(l.balance) FILTER (WHERE l.kind = 'position_settled'),
-           max(l.id) FILTER (WHERE l.kind = 'position_unsettled'),
-           max(l.balance) FILTER (WHERE l.kind = 'position_unsettled'),
-           max(l.id) FILTER (WHERE l.kind = 'position_held'),
-           max(l.balance) FILTER (WHERE l.kind = 'position_held')
-    INTO cash.settled_id, cash.settled, cash.unsettled_id, cash.unsettled,
-         cash.held_id, cash.held,
-         pos.settled_id, pos.settled, pos.unsettled_id, pos.unsettled, pos.held_id, pos.held
-    FROM (SELECT a.id, a.kind, a.balance FROM ledger_accounts a
-          WHERE a.user_id = p_user_id AND a.asset IN ('USD', p_symbol)
-          ORDER BY a.id FOR UPDATE) l;
+    FOR v_id, v_kind, v_balance IN
+        SELECT a.id, a.kind, a.balance FROM ledger_accounts a
+        WHERE a.user_id = p_user_id AND a.asset IN ('USD', p_symbol) ORDER BY a.id FOR UPDATE
+    LOOP
+        CASE v_kind
+            WHEN 'cash_settled' THEN cash.settled_id := v_id; cash.settled := v_balance;
+            WHEN 'cash_unsettled' THEN cash.unsettled_id := v_id; cash.unsettled := v_balance;
+            WHEN 'cash_held' THEN cash.held_id := v_id; cash.held := v_balance;
+            WHEN 'position_settled' THEN pos.settled_id := v_id; pos.settled := v_balance;
+            WHEN 'position_unsettled' THEN pos.unsettled_id := v_id; pos.unsettled := v_balance;
+            WHEN 'position_held' THEN pos.held_id := v_id; pos.held := v_balance;
+        END CASE;
+    END LOOP;
     IF p_hold_id IS NOT NULL THEN
         SELECT remaining INTO v_remaining FROM ledger_holds
         WHERE id = p_hold_id AND user_id = p_user_id AND asset = v_hold_asset FOR UPDATE;
@@ -207,13 +215,23 @@ BEGIN
         END IF;
     END IF;
     -- The broker's accounts are never locked (no cached balance): one unlocked read.
-    SELECT max(id) FILTER (WHERE asset = 'USD' AND kind = 'broker_holds'),
-           max(id) FILTER (WHERE asset = 'USD' AND kind = 'broker_street'),
-           max(id) FILTER (WHERE asset = 'USD' AND kind = 'broker_fees'),
-           max(id) FILTER (WHERE asset = p_symbol AND kind = 'broker_holds'),
-           max(id) FILTER (WHERE asset = p_symbol AND kind = 'broker_street')
-    INTO v_usd_holds, v_usd_street, v_usd_fees, v_sym_holds, v_sym_street
-    FROM ledger_accounts WHERE user_id IS NULL AND asset IN ('USD', p_symbol);
+    FOR v_id, v_asset, v_kind IN
+        SELECT id, asset, kind FROM ledger_accounts
+        WHERE user_id IS NULL AND asset IN ('USD', p_symbol)
+    LOOP
+        IF v_asset = 'USD' THEN
+            CASE v_kind
+                WHEN 'broker_holds' THEN v_usd_holds := v_id;
+                WHEN 'broker_street' THEN v_usd_street := v_id;
+                WHEN 'broker_fees' THEN v_usd_fees := v_id;
+                ELSE NULL;
+            END CASE;
+        ELSIF v_kind = 'broker_holds' THEN
+            v_sym_holds := v_id;
+        ELSIF v_kind = 'broker_street' THEN
+            v_sym_street := v_id;
+        END IF;
+    END LOOP;
     IF p_side = 'buy' THEN
         v_total := v_notional + p_fee;
         v_consumed := least(v_remaining, v_total);
