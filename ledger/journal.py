@@ -13,7 +13,8 @@ ever wait for each other in one direction and never deadlock:
    then sees the first one's committed result);
 2. the user's chain head (``ledger_chains``), which also orders the user's hash chain;
 3. the user's balance rows of the assets involved, ``SELECT … FOR UPDATE ORDER BY id``;
-4. a hold row, when the operation consumes one.
+4. a hold row, when the operation consumes one;
+5. the user's TOTP row, for a withdrawal (the last accepted time step: a code is good once).
 
 Broker accounts are never locked: their balances are not cached (see the migration), and each
 entry row is new. Every operation touches one user only, so users never wait for each other.
@@ -51,7 +52,7 @@ AccountKey = tuple[Asset, AccountKind]
 
 # The operations' functions; each returns the receipt as jsonb (the original one on a replay).
 DEPOSIT: LiteralString = "SELECT ledger_deposit(%s, %s, %s, %s, %s, %s)"
-WITHDRAW: LiteralString = "SELECT ledger_withdraw(%s, %s, %s, %s, %s, %s, %s)"
+WITHDRAW: LiteralString = "SELECT ledger_withdraw(%s, %s, %s, %s, %s, %s, %s, %s)"
 PLACE_HOLD: LiteralString = "SELECT ledger_place_hold(%s, %s, %s, %s, %s, %s, %s)"
 RELEASE_HOLD: LiteralString = "SELECT ledger_release_hold(%s, %s, %s, %s, %s)"
 BOOK_FILL: LiteralString = "SELECT ledger_book_fill(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"

@@ -169,6 +169,39 @@ def test_a_withdrawal_needs_a_valid_code_and_settled_cash_not_held(ledger, new_u
     assert ledger.balances(user).cash == AssetBalances(6000, 0, 6000)
 
 
+def test_a_totp_code_withdraws_once_and_never_again_within_its_window(conn, new_user):
+    """$100 at 12:00:10 UTC: a code withdraws $10; the same code with a new key is refused
+    "this code was already used" and moves nothing; the previous step's code, still inside
+    the drift window, is refused too; the next step's code (30 s later) withdraws $20."""
+    now = [datetime(2025, 6, 10, 12, 0, 10, tzinfo=UTC)]
+    ledger = Ledger.over_connection(conn, clock=lambda: now[0])
+    user = new_user()
+    ledger.deposit(user, 10000, idempotency_key="fund")
+    totp = pyotp.TOTP(ledger.enroll_totp(user).secret)
+    code = totp.at(now[0])
+    ledger.withdraw(user, 1000, totp_code=code, idempotency_key="w1")
+    for replayed, key in ((code, "w2"), (totp.at(now[0], counter_offset=-1), "w3")):
+        with pytest.raises(InvalidTotpError) as caught:
+            ledger.withdraw(user, 1000, totp_code=replayed, idempotency_key=key)
+        assert (caught.value.user_id, caught.value.reason) == (
+            user,
+            "this code was already used; wait for the next one",
+        )
+        assert str(caught.value) == (
+            f"two-factor code refused for user {user}: "
+            "this code was already used; wait for the next one"
+        )
+    assert ledger.balances(user).cash.settled == 9000
+    now[0] = datetime(2025, 6, 10, 12, 0, 40, tzinfo=UTC)
+    ledger.withdraw(user, 2000, totp_code=totp.at(now[0]), idempotency_key="w4")
+    assert ledger.balances(user).cash.settled == 7000
+    with conn.transaction():
+        last_step = conn.execute(
+            "SELECT last_step FROM ledger_totp WHERE user_id = %s", (user,)
+        ).fetchone()[0]
+    assert last_step == totp.timecode(now[0])
+
+
 def test_a_backend_killed_mid_transaction_leaves_no_partial_entries(migrated_dsn, new_user, conn):
     """A deposit's entries are written inside an open transaction whose backend is then
     terminated: no transaction, entry or balance change survives."""

@@ -279,3 +279,61 @@ BEGIN
     RETURN v_receipt;
 END;
 $$;
+
+-- TOTP replay protection. A code is good once: the time step it was accepted for is kept per
+-- user, and a withdrawal's code must be of a later step than the last accepted one (an older,
+-- still-valid code is refused as well, as RFC 6238 section 5.2 advises). Compared and recorded
+-- under the lock of the user's ledger_totp row, taken after the balance rows (lock order 5).
+ALTER TABLE ledger_totp ADD COLUMN last_step bigint CHECK (last_step >= 0);
+
+DROP FUNCTION ledger_withdraw(bigint, text, bytea, bigint, jsonb, timestamptz, text);
+
+-- As 0003's, plus p_totp_step: the time step the client matched the code at (NULL when
+-- p_totp_problem says why the code is refused).
+CREATE FUNCTION ledger_withdraw(
+    p_user_id bigint, p_key text, p_request_hash bytea,
+    p_amount bigint, p_metadata jsonb, p_effective_at timestamptz, p_totp_problem text,
+    p_totp_step bigint
+) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    v_tx uuid := gen_random_uuid();
+    v_receipt jsonb := ledger_receipt(v_tx, 'withdrawal', NULL, NULL);
+    v_original jsonb;
+    cash ledger_balance;
+    v_withdrawable bigint;
+    v_problem text := p_totp_problem;
+    v_last bigint;
+BEGIN
+    v_original := ledger_claim_key(p_user_id, p_key, 'withdraw', p_request_hash, v_receipt);
+    IF v_original IS NOT NULL THEN
+        RETURN v_original;
+    END IF;
+    SELECT * INTO cash FROM ledger_lock(p_user_id, ARRAY['USD']);
+    -- settled - holds on settled; holds are charged to settled cash first.
+    v_withdrawable := cash.settled - least(cash.held, cash.settled);
+    IF p_amount > v_withdrawable THEN
+        PERFORM ledger_raise_insufficient(cash.settled_id, p_amount, v_withdrawable,
+                                          'withdrawable cash');
+    END IF;
+    IF v_problem IS NULL THEN
+        SELECT last_step INTO v_last FROM ledger_totp WHERE user_id = p_user_id FOR UPDATE;
+        IF NOT FOUND THEN
+            v_problem := 'two-factor authentication is not enrolled';
+        ELSIF p_totp_step IS NULL OR p_totp_step < 0 THEN
+            v_problem := 'no time step for the code';
+        ELSIF p_totp_step <= v_last THEN
+            v_problem := 'this code was already used; wait for the next one';
+        END IF;
+    END IF;
+    IF v_problem IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'TPL13',
+            MESSAGE = format('two-factor code refused for user %s: %s', p_user_id, v_problem),
+            DETAIL = jsonb_build_object('user_id', p_user_id, 'reason', v_problem)::text;
+    END IF;
+    UPDATE ledger_totp SET last_step = p_totp_step WHERE user_id = p_user_id;
+    PERFORM ledger_append(v_tx, p_user_id, 'withdrawal', p_key, p_effective_at, NULL, p_metadata,
+        ARRAY[cash.settled_id, ledger_broker_account('USD', 'broker_bank')],
+        ARRAY['USD', 'USD'], ARRAY[-p_amount, p_amount]);
+    RETURN v_receipt;
+END;
+$$;
