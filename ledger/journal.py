@@ -140,7 +140,7 @@ def _call_prepared(conn: psycopg.Connection, query: str, params: Sequence[Any]) 
                 names[query] = name
             result = pgconn.exec_prepared(name, values)
             if result.status == pq.ExecStatus.TUPLES_OK:
-                return json.loads(result.get_value(0, 0) or b"null")
+                return json.loads((result.get_value(0, 0) or b"null").decode())
             error = psycopg.errors.error_from_result(result, conn.info.encoding)
             if attempt == 1 and isinstance(error, psycopg.errors.InvalidSqlStatementName):
                 del names[query]
@@ -157,16 +157,21 @@ def _numbered(query: str) -> str:
 
 def _text(value: Any) -> bytes | None:
     """A parameter in PostgreSQL's text input format (the function's signature types it)."""
+    kind = type(value)
+    if kind is str:
+        return value.encode()
+    if kind is int:
+        return b"%d" % value
     if value is None:
         return None
-    if isinstance(value, bytes):
+    if kind is bytes:
         return b"\\x" + value.hex().encode()
-    if isinstance(value, Jsonb):
+    if kind is Jsonb:
         return json.dumps(value.obj).encode()
     if isinstance(value, datetime | date):
         return value.isoformat().encode()
     if isinstance(value, bool) or not isinstance(value, int | str | uuid.UUID):
-        raise TypeError(f"no text form for a ledger function parameter of {type(value)}")
+        raise TypeError(f"no text form for a ledger function parameter of {kind}")
     return str(value).encode()
 
 
