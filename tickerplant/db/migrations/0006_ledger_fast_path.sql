@@ -6,8 +6,11 @@
 --     of one row trigger (one PL/pgSQL call and one UPDATE) per entry. A fill writes 7 entries
 --     in one statement, so 7 calls become 1 and 7 UPDATEs become the 3 or 4 user rows it moves.
 --     Still the same transaction, still the balance CHECK (>= 0) on each updated row.
---   * the operations look the broker's accounts up in one query instead of one function call
---     per account.
+--   * place_hold and book_fill (the order path) lock inline in 0003's order, look the broker's
+--     accounts up in one query instead of one function call per account, and write the hash,
+--     the transaction row, its entries and the new chain head in one statement
+--     (ledger_append_at). Their checks and entries are 0003's.
+--   * TOTP replay protection for withdrawals (ledger_totp.last_step, at the end).
 
 -- Cached balances follow the entries in the same statement. Broker rows (balance NULL) are
 -- filtered by the WHERE, so they are never locked. Accounts a statement moves by a net zero
