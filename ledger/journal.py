@@ -13,7 +13,8 @@ ever wait for each other in one direction and never deadlock:
    then sees the first one's committed result);
 2. the user's chain head (``ledger_chains``), which also orders the user's hash chain;
 3. the user's balance rows of the assets involved, ``SELECT … FOR UPDATE ORDER BY id``;
-4. a hold row, when the operation consumes one.
+4. a hold row, when the operation consumes one;
+5. the user's TOTP row, for a withdrawal (the last accepted time step: a code is good once).
 
 Broker accounts are never locked: their balances are not cached (see the migration), and each
 entry row is new. Every operation touches one user only, so users never wait for each other.
@@ -24,12 +25,14 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, LiteralString
 
 import psycopg
+from psycopg import pq
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
@@ -51,7 +54,7 @@ AccountKey = tuple[Asset, AccountKind]
 
 # The operations' functions; each returns the receipt as jsonb (the original one on a replay).
 DEPOSIT: LiteralString = "SELECT ledger_deposit(%s, %s, %s, %s, %s, %s)"
-WITHDRAW: LiteralString = "SELECT ledger_withdraw(%s, %s, %s, %s, %s, %s, %s)"
+WITHDRAW: LiteralString = "SELECT ledger_withdraw(%s, %s, %s, %s, %s, %s, %s, %s)"
 PLACE_HOLD: LiteralString = "SELECT ledger_place_hold(%s, %s, %s, %s, %s, %s, %s)"
 RELEASE_HOLD: LiteralString = "SELECT ledger_release_hold(%s, %s, %s, %s, %s)"
 BOOK_FILL: LiteralString = "SELECT ledger_book_fill(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -87,15 +90,18 @@ def call(conn: psycopg.Connection, query: LiteralString, params: Sequence[Any]) 
     """Run one operation's function and return its result, as one transaction.
 
     In autocommit mode outside a transaction the statement is its own transaction, with the
-    deferred checks at its end: one round trip. Otherwise a transaction (or a savepoint in the
-    caller's) wraps it. Prepared on first use per connection.
+    deferred checks at its end: one round trip, sent by :func:`_call_prepared`. Otherwise a
+    transaction (or a savepoint in the caller's) wraps it, through psycopg's cursor.
     """
     try:
-        if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
+        if (
+            conn.autocommit
+            and conn.info.transaction_status == TransactionStatus.IDLE
+            and conn.pgconn.pipeline_status == pq.PipelineStatus.OFF
+        ):
+            return _call_prepared(conn, query, params)
+        with conn.transaction():
             row = conn.execute(query, params, prepare=True).fetchone()
-        else:
-            with conn.transaction():
-                row = conn.execute(query, params, prepare=True).fetchone()
     except psycopg.Error as exc:
         translated = translate(exc)
         if translated is not None:
@@ -107,6 +113,66 @@ def call(conn: psycopg.Connection, query: LiteralString, params: Sequence[Any]) 
         raise
     assert row is not None
     return row[0]
+
+
+# The order path's hot loop is a few of these calls per order, so the autocommit case skips
+# psycopg's cursor machinery (about as much client CPU as the rest of an operation): the
+# function call is prepared once per connection under its own name and run with libpq's
+# PQexecPrepared, parameters sent as text. Each function returns jsonb; a connection that
+# lost the statement (DISCARD ALL, DEALLOCATE) prepares it again.
+_PREPARED: weakref.WeakKeyDictionary[psycopg.Connection, dict[str, bytes]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _call_prepared(conn: psycopg.Connection, query: str, params: Sequence[Any]) -> Any:
+    values = [_text(p) for p in params]
+    names = _PREPARED.setdefault(conn, {})
+    with conn.lock:
+        pgconn = conn.pgconn
+        for attempt in (1, 2):
+            name = names.get(query)
+            if name is None:
+                name = b"tp_ledger_" + hashlib.sha256(query.encode()).hexdigest()[:16].encode()
+                prepared = pgconn.prepare(name, _numbered(query).encode())
+                if prepared.status != pq.ExecStatus.COMMAND_OK:
+                    raise psycopg.errors.error_from_result(prepared, conn.info.encoding)
+                names[query] = name
+            result = pgconn.exec_prepared(name, values)
+            if result.status == pq.ExecStatus.TUPLES_OK:
+                return json.loads((result.get_value(0, 0) or b"null").decode())
+            error = psycopg.errors.error_from_result(result, conn.info.encoding)
+            if attempt == 1 and isinstance(error, psycopg.errors.InvalidSqlStatementName):
+                del names[query]
+                continue
+            raise error
+    raise AssertionError("unreachable")
+
+
+def _numbered(query: str) -> str:
+    """``%s`` placeholders as ``$1, $2, …`` (the ledger's queries have no other ``%``)."""
+    parts = query.split("%s")
+    return "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], 1)) + parts[-1]
+
+
+def _text(value: Any) -> bytes | None:
+    """A parameter in PostgreSQL's text input format (the function's signature types it)."""
+    kind = type(value)
+    if kind is str:
+        return value.encode()
+    if kind is int:
+        return b"%d" % value
+    if value is None:
+        return None
+    if kind is bytes:
+        return b"\\x" + value.hex().encode()
+    if kind is Jsonb:
+        return json.dumps(value.obj).encode()
+    if isinstance(value, datetime | date):
+        return value.isoformat().encode()
+    if isinstance(value, bool) or not isinstance(value, int | str | uuid.UUID):
+        raise TypeError(f"no text form for a ledger function parameter of {kind}")
+    return str(value).encode()
 
 
 def ensure_accounts(conn: psycopg.Connection, user_id: int, assets: Sequence[Asset]) -> None:

@@ -11,6 +11,7 @@ mode that is one round trip per operation; inside a caller's transaction it is a
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 import re
 import uuid
@@ -214,7 +215,9 @@ class Ledger:
         """The user's settled cash not held → external bank, with a valid TOTP code.
 
         The code's verdict is raised after the funds check under the locks, and the code is
-        not part of the request compared for idempotency: a retry carries a fresh code.
+        not part of the request compared for idempotency: a retry carries a fresh code. A code
+        is good once: one of the time step of the last accepted code, or an earlier one, is
+        refused ("this code was already used"), checked under the user's TOTP row lock.
         """
         amount = check_cents("amount", amount_cents)
         metadata = _check_metadata(metadata)
@@ -223,7 +226,7 @@ class Ledger:
             user_id, "withdraw", request, idempotency_key, [USD], journal.WITHDRAW,
             lambda user, key, digest, conn: (
                 user, key, digest, amount, Jsonb(metadata), self._clock(),
-                self._totp_problem(conn, user, totp_code),
+                *self._totp_verdict(conn, user, totp_code),
             ),
         )  # fmt: skip
 
@@ -413,7 +416,8 @@ class Ledger:
             try:
                 conn.execute(
                     "INSERT INTO ledger_totp (user_id, secret) VALUES (%s, %s) ON CONFLICT"
-                    " (user_id) DO UPDATE SET secret = EXCLUDED.secret, enrolled_at = now()",
+                    " (user_id) DO UPDATE SET secret = EXCLUDED.secret, enrolled_at = now(),"
+                    " last_step = NULL",
                     (int(user_id), secret),
                 )
             except pg_errors.ForeignKeyViolation as exc:
@@ -449,20 +453,27 @@ class Ledger:
             journal.ensure_accounts(conn, user_id, missing)
             self._known.update((user_id, a) for a in missing)
 
-    def _totp_problem(self, conn: psycopg.Connection, user_id: int, code: str) -> str | None:
-        """Why ``code`` is refused, or ``None``; the withdrawal function raises the reason."""
+    def _totp_verdict(
+        self, conn: psycopg.Connection, user_id: int, code: str
+    ) -> tuple[str | None, int | None]:
+        """Why ``code`` is refused (the withdrawal function raises the reason), or ``None`` and
+        the time step it matched, which the function accepts only once per user."""
         if not isinstance(code, str) or not _TOTP_CODE.fullmatch(code):
-            return "expected a 6-digit code"
+            return "expected a 6-digit code", None
         with conn.transaction():
             row = conn.execute(
                 "SELECT secret FROM ledger_totp WHERE user_id = %s", (user_id,)
             ).fetchone()
         if row is None:
-            return "two-factor authentication is not enrolled"
+            return "two-factor authentication is not enrolled", None
+        totp = pyotp.TOTP(row[0])
+        step = totp.timecode(self._clock())
         # One step of drift either way: a code typed just as it rolled over still counts.
-        if not pyotp.TOTP(row[0]).verify(code, for_time=self._clock(), valid_window=1):
-            return "wrong or expired code"
-        return None
+        # The latest matching step is the one recorded, so a code is never good twice.
+        for candidate in (step + 1, step, step - 1):
+            if hmac.compare_digest(totp.generate_otp(candidate), code):
+                return None, candidate
+        return "wrong or expired code", None
 
     def _settle_one(
         self, conn: psycopg.Connection, fill_id: uuid.UUID, user_id: int, settles: date

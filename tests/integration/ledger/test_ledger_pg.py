@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable
@@ -167,6 +168,39 @@ def test_a_withdrawal_needs_a_valid_code_and_settled_cash_not_held(ledger, new_u
     assert (caught.value.needed, caught.value.available) == (4001, 4000)
     ledger.withdraw(user, 4000, totp_code=totp.now(), idempotency_key="w3")
     assert ledger.balances(user).cash == AssetBalances(6000, 0, 6000)
+
+
+def test_a_totp_code_withdraws_once_and_never_again_within_its_window(conn, new_user):
+    """$100 at 12:00:10 UTC: a code withdraws $10; the same code with a new key is refused
+    "this code was already used" and moves nothing; the previous step's code, still inside
+    the drift window, is refused too; the next step's code (30 s later) withdraws $20."""
+    now = [datetime(2025, 6, 10, 12, 0, 10, tzinfo=UTC)]
+    ledger = Ledger.over_connection(conn, clock=lambda: now[0])
+    user = new_user()
+    ledger.deposit(user, 10000, idempotency_key="fund")
+    totp = pyotp.TOTP(ledger.enroll_totp(user).secret)
+    code = totp.at(now[0])
+    ledger.withdraw(user, 1000, totp_code=code, idempotency_key="w1")
+    for replayed, key in ((code, "w2"), (totp.at(now[0], counter_offset=-1), "w3")):
+        with pytest.raises(InvalidTotpError) as caught:
+            ledger.withdraw(user, 1000, totp_code=replayed, idempotency_key=key)
+        assert (caught.value.user_id, caught.value.reason) == (
+            user,
+            "this code was already used; wait for the next one",
+        )
+        assert str(caught.value) == (
+            f"two-factor code refused for user {user}: "
+            "this code was already used; wait for the next one"
+        )
+    assert ledger.balances(user).cash.settled == 9000
+    now[0] = datetime(2025, 6, 10, 12, 0, 40, tzinfo=UTC)
+    ledger.withdraw(user, 2000, totp_code=totp.at(now[0]), idempotency_key="w4")
+    assert ledger.balances(user).cash.settled == 7000
+    with conn.transaction():
+        last_step = conn.execute(
+            "SELECT last_step FROM ledger_totp WHERE user_id = %s", (user,)
+        ).fetchone()[0]
+    assert last_step == totp.timecode(now[0])
 
 
 def test_a_backend_killed_mid_transaction_leaves_no_partial_entries(migrated_dsn, new_user, conn):
@@ -494,28 +528,29 @@ def test_hold_errors_from_the_database_keep_their_classes_and_fields(ledger, new
     assert ledger.balances(user).cash == AssetBalances(1000, 0, 0)
 
 
-class CountingConnection(psycopg.Connection):
-    """Counts the statements sent through ``execute`` (the ledger's only path once warm)."""
-
-    statements = 0
-
-    def execute(self, *args, **kwargs):
-        type(self).statements += 1
-        return super().execute(*args, **kwargs)
+def statements_sent(trace: str) -> int:
+    """Statements a libpq trace shows the client sending: simple queries and executions of
+    prepared ones (each the ledger's one round trip, whichever path psycopg or libpq took)."""
+    return sum(
+        line.split("\t")[2] in ("Query", "Execute")
+        for line in trace.splitlines()
+        if line.startswith("F\t")
+    )
 
 
 def test_each_operation_is_one_statement_on_an_autocommit_connection(migrated_dsn, new_user):
     """Once a user's accounts exist, deposit, hold, fill and release each send one statement
     (their own transaction in autocommit mode) and book exactly what they did before."""
     user = new_user()
-    with CountingConnection.connect(migrated_dsn, autocommit=True) as c:
+    with psycopg.connect(migrated_dsn, autocommit=True) as c, tempfile.TemporaryFile("w+") as t:
         ledger = Ledger.over_connection(c)
         ledger.deposit(user, 100000, idempotency_key="warm")
         ledger.book_fill(
             user, symbol="AAPL", side="buy", quantity=1, price_cents=100,
             executed_at=at(date(2025, 6, 12)), idempotency_key="warm-fill",
         )  # fmt: skip
-        CountingConnection.statements = 0
+        c.pgconn.trace(t.fileno())
+        c.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
         ledger.deposit(user, 100, idempotency_key="d")
         hold = ledger.place_hold(user, asset="USD", amount=10100, idempotency_key="h")
         ledger.book_fill(
@@ -524,7 +559,9 @@ def test_each_operation_is_one_statement_on_an_autocommit_connection(migrated_ds
         )  # fmt: skip
         ledger.place_hold(user, asset="USD", amount=50, idempotency_key="h2")
         again = ledger.place_hold(user, asset="USD", amount=50, idempotency_key="h2")
-        assert CountingConnection.statements == 5
+        c.pgconn.untrace()
+        t.seek(0)
+        assert statements_sent(t.read()) == 5
         assert c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
         assert ledger.balances(user).cash == AssetBalances(89900, 0, 50)
         assert again.hold_id is not None
