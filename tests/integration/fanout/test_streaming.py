@@ -218,3 +218,52 @@ async def test_an_unsubscribe_between_two_chunks_of_a_distribution_drops_the_wai
             await recv_json(b, timeout=0.3)
         await a.close()
         await b.close()
+
+
+async def test_a_busy_tick_and_a_partial_tick_give_every_client_exactly_its_share(
+    start_server, memory_bus
+):
+    """A's named quotes AAPL, MSFT and trades AAPL; B quotes '*'; C trades MSFT. Tick 1 has
+    an update for every named key (served by each client's getter), tick 2 only an AAPL
+    quote (served per update): each client gets exactly its subscriptions' updates, once."""
+    server = await start_server(interval_ms=100)
+    async with asyncio.timeout(20):
+        a = await open_client(server, token=stream_token())
+        b = await open_client(server, token=stream_token())
+        c = await open_client(server, token=stream_token())
+        for ws, subscription in (
+            (a, {"quotes": ["AAPL", "MSFT"], "trades": ["AAPL"]}),
+            (b, {"quotes": ["*"]}),
+            (c, {"trades": ["MSFT"]}),
+        ):
+            await send(ws, action="subscribe", **subscription)
+            assert (await recv_json(ws))[0]["T"] == "subscription"
+        await memory_bus.publish_many(
+            MD_QUOTES,
+            [record("AAPL", quote("AAPL", 1)), record("MSFT", quote("MSFT", 2))],
+        )
+        await memory_bus.publish_many(
+            MD_TRADES,
+            [record("AAPL", trade("AAPL", 3)), record("MSFT", trade("MSFT", 4))],
+        )
+
+        def shares(messages: list[dict]) -> list[tuple[str, str, int]]:
+            return sorted((m["T"], m["S"], m["i"]) for m in messages)
+
+        assert shares(await messages_until(a, lambda m: len(m) >= 3)) == [
+            ("q", "AAPL", 1),
+            ("q", "MSFT", 2),
+            ("t", "AAPL", 3),
+        ]
+        assert shares(await messages_until(b, lambda m: len(m) >= 2)) == [
+            ("q", "AAPL", 1),
+            ("q", "MSFT", 2),
+        ]
+        assert shares(await messages_until(c, lambda m: len(m) >= 1)) == [("t", "MSFT", 4)]
+        await memory_bus.publish(MD_QUOTES, *record("AAPL", quote("AAPL", 5)))
+        assert shares(await messages_until(a, lambda m: len(m) >= 1)) == [("q", "AAPL", 5)]
+        assert shares(await messages_until(b, lambda m: len(m) >= 1)) == [("q", "AAPL", 5)]
+        for ws in (a, b, c):
+            with pytest.raises(TimeoutError):
+                await recv_json(ws, timeout=0.3)  # nothing more, no duplicate
+            await ws.close()
