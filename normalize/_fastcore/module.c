@@ -1073,16 +1073,30 @@ static PyObject *encode_status(PyObject *module, PyObject *args, PyObject *kwarg
 
 static int append_trade(void *ctx, const uw_trade *t)
 {
-    PyObject *item = Py_BuildValue("(LKLKKO)", (long long)t->exchange_ts_ns,
-                                   (unsigned long long)t->seq, (long long)t->price,
-                                   (unsigned long long)t->size,
-                                   (unsigned long long)t->match_number,
-                                   t->kind == UW_TRADE_KIND_BROKEN ? Py_True : Py_False);
+    /* The tuple built item by item: Py_BuildValue would parse its format for each trade. */
+    PyObject *item = PyTuple_New(6);
     if (item == NULL)
         return 1;
-    int result = PyList_Append((PyObject *)ctx, item);
+    PyObject *values[5] = {
+        PyLong_FromLongLong(t->exchange_ts_ns),
+        PyLong_FromUnsignedLongLong(t->seq),
+        PyLong_FromLongLong(t->price),
+        PyLong_FromUnsignedLongLong(t->size),
+        PyLong_FromUnsignedLongLong(t->match_number),
+    };
+    int failed = 0;
+    for (Py_ssize_t i = 0; i < 5; i++) {
+        if (values[i] == NULL)
+            failed = 1;
+        PyTuple_SET_ITEM(item, i, values[i]); /* steals; a NULL slot is fine for DECREF */
+    }
+    PyObject *broken = t->kind == UW_TRADE_KIND_BROKEN ? Py_True : Py_False;
+    Py_INCREF(broken);
+    PyTuple_SET_ITEM(item, 5, broken);
+    if (!failed)
+        failed = PyList_Append((PyObject *)ctx, item) != 0;
     Py_DECREF(item);
-    return result ? 1 : 0;
+    return failed;
 }
 
 static PyObject *decode_trades(PyObject *module, PyObject *arg)

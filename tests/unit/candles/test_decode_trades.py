@@ -221,7 +221,7 @@ def mutated(draw: st.DrawFn, source: st.SearchStrategy[bytes]) -> bytes:
 
 # -- the differential tests ----------------------------------------------------------------------
 
-EXAMPLES = 3000
+EXAMPLES = 2000
 differential = settings(
     max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
