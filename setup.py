@@ -12,8 +12,8 @@ import os
 
 from setuptools import Extension, setup
 
-_SOURCES = ["module.c", "core.c", "book.c", "matches.c", "itch.c"]
-_DEPENDS = ["core.h", "book.h", "matches.h", "itch.h", "wire.h"]
+_SOURCES = ["module.c", "core.c", "book.c", "matches.c", "itch.c", "unwire.c"]
+_DEPENDS = ["core.h", "book.h", "matches.h", "itch.h", "wire.h", "unwire.h"]
 _WARNINGS = ["-Wall", "-Wextra", "-Werror", "-Wno-missing-field-initializers"]
 
 if os.environ.get("TP_FASTCORE_DEBUG") == "1":

@@ -63,6 +63,7 @@ from bytewax.outputs import (
 from candles.bars import Bar
 from candles.storage import upsert_bars
 from candles.windows import NS, SymbolWindows
+from normalize._fastcore import decode_trades
 from normalize.proto import marketdata_pb2 as pb
 from tickerplant.bus import Bus, Record, Subscription, TopicPartition
 from tickerplant.topics import MD_BARS, MD_TRADES
@@ -258,24 +259,42 @@ class BusSource(FixedPartitionedSource[Record, int]):
 # -- parse and window -----------------------------------------------------------------------
 
 
-_BROKEN = pb.TRADE_KIND_BROKEN
+def _symbol_trades(record: Record) -> tuple[str, list[TradeTuple]] | None:
+    """The record's symbol and trades; None (logged by the caller) when its value is not an
+    EventBatch. ``decode_trades`` parses in C what ``pb.EventBatch.FromString`` parses and
+    rejects what it rejects (tests/unit/candles/test_decode_trades.py holds it to that)."""
+    try:
+        symbol, trades = decode_trades(record.value)
+    except ValueError:
+        return None
+    return symbol or record.key.decode(), trades
 
 
-def _symbol_trades(record: Record) -> tuple[str, list[TradeTuple]]:
-    batch = pb.EventBatch.FromString(record.value)
-    trades = [
-        (t.exchange_ts_ns, t.seq, t.price, t.size, t.match_number, t.kind == _BROKEN)
-        for t in [e.trade for e in batch.events if e.WhichOneof("payload") == "trade"]
-    ]
-    return batch.symbol or record.key.decode(), trades
+def _log_undecodable(bad: list[Record], of: int) -> None:
+    first = bad[0]
+    logger.warning(
+        "skipped %d undecodable %s records of %d (first: partition %d offset %d)",
+        len(bad),
+        first.topic,
+        of,
+        first.partition,
+        first.offset,
+    )
 
 
 def parse_trades(record: Record) -> list[tuple[str, tuple[str, list[TradeTuple]]]]:
     """One ``md.trades`` record → ``[(symbol, (symbol, trades))]`` (empty without trades).
 
     The symbol is the key and also part of the value, for the windows to name their bars.
+    A record that is not an EventBatch is skipped with a warning: it holds no trade the
+    windows could apply, and failing would stop the dataflow at the same record on every
+    restart.
     """
-    symbol, trades = _symbol_trades(record)
+    parsed = _symbol_trades(record)
+    if parsed is None:
+        _log_undecodable([record], 1)
+        return []
+    symbol, trades = parsed
     return [(symbol, (symbol, trades))] if trades else []
 
 
@@ -283,16 +302,24 @@ def parse_batch(records: list[Record]) -> list[tuple[str, tuple[str, list[TradeT
     """``parse_trades`` of a batch of records, one item per symbol: its trades in record
     order (a symbol's records are in one bus partition, in order). One item per symbol
     instead of per record: fewer window calls, and a closed bar that several of the
-    batch's late trades revise is republished once."""
+    batch's late trades revise is republished once. Undecodable records are skipped, one
+    warning per batch."""
     by_symbol: dict[str, list[TradeTuple]] = {}
+    bad: list[Record] = []
     for record in records:
-        symbol, trades = _symbol_trades(record)
+        parsed = _symbol_trades(record)
+        if parsed is None:
+            bad.append(record)
+            continue
+        symbol, trades = parsed
         if trades:
             have = by_symbol.get(symbol)
             if have is None:
                 by_symbol[symbol] = trades
             else:
                 have.extend(trades)
+    if bad:
+        _log_undecodable(bad, len(records))
     return [(symbol, (symbol, trades)) for symbol, trades in by_symbol.items()]
 
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "core.h"
+#include "unwire.h"
 
 typedef struct {
     PyObject_HEAD
@@ -1068,7 +1069,74 @@ static PyObject *encode_status(PyObject *module, PyObject *args, PyObject *kwarg
     return finish_encoding(wire_status_size(&s), write_status, &s);
 }
 
+/* ------------------------------------------------------------------ md.trades records */
+
+static int append_trade(void *ctx, const uw_trade *t)
+{
+    /* The tuple built item by item: Py_BuildValue would parse its format for each trade. */
+    PyObject *item = PyTuple_New(6);
+    if (item == NULL)
+        return 1;
+    PyObject *values[5] = {
+        PyLong_FromLongLong(t->exchange_ts_ns),
+        PyLong_FromUnsignedLongLong(t->seq),
+        PyLong_FromLongLong(t->price),
+        PyLong_FromUnsignedLongLong(t->size),
+        PyLong_FromUnsignedLongLong(t->match_number),
+    };
+    int failed = 0;
+    for (Py_ssize_t i = 0; i < 5; i++) {
+        if (values[i] == NULL)
+            failed = 1;
+        PyTuple_SET_ITEM(item, i, values[i]); /* steals; a NULL slot is fine for DECREF */
+    }
+    PyObject *broken = t->kind == UW_TRADE_KIND_BROKEN ? Py_True : Py_False;
+    Py_INCREF(broken);
+    PyTuple_SET_ITEM(item, 5, broken);
+    if (!failed)
+        failed = PyList_Append((PyObject *)ctx, item) != 0;
+    Py_DECREF(item);
+    return failed;
+}
+
+static PyObject *decode_trades(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *trades = PyList_New(0);
+    PyObject *result = NULL;
+    if (trades != NULL) {
+        const char *symbol;
+        size_t symbol_len;
+        uw_error error;
+        int status = uw_parse_batch((const uint8_t *)view.buf, (size_t)view.len, &symbol,
+                                    &symbol_len, append_trade, trades, &error);
+        if (status == -1)
+            PyErr_Format(PyExc_ValueError, "not an EventBatch: %s at byte %zu of %zd",
+                         error.message, error.offset, view.len);
+        else if (status == 0) {
+            /* uw_parse_batch checked the symbol is UTF-8; the copy must be made before
+             * the buffer is released. */
+            PyObject *name = PyUnicode_DecodeUTF8(symbol, (Py_ssize_t)symbol_len, "strict");
+            if (name != NULL)
+                result = PyTuple_Pack(2, name, trades);
+            Py_XDECREF(name);
+        }
+        Py_DECREF(trades);
+    }
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyMethodDef module_methods[] = {
+    {"decode_trades", decode_trades, METH_O,
+     "decode_trades(buffer, /)\n--\n\n"
+     "Parse an EventBatch (md.trades record value): (symbol, [(exchange_ts_ns, seq, price,\n"
+     "size, match_number, broken)] of each event whose payload is a trade, in order).\n"
+     "symbol is '' when absent; broken is kind == TRADE_KIND_BROKEN. ValueError on input\n"
+     "the protobuf parser would reject (normalize/_fastcore/unwire.h)."},
     {"decode_framed", decode_framed, METH_O,
      "decode_framed(buffer, /)\n--\n\n"
      "Decode-only mode: parse every field of every complete frame in buffer (no books, no\n"
