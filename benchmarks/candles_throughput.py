@@ -20,7 +20,8 @@ process tunes its garbage collector as the ``tickerplant candles`` service does
 - the same with **2 workers in one process** (``cluster_main``, threads) and **2 processes x
   1 worker** (``cluster_main`` over 127.0.0.1, each process with its own ``MemoryBus`` holding
   the same records; Bytewax splits the bus partitions between the processes and routes each
-  symbol's trades to one worker).
+  symbol's trades to one worker); and 2 processes x 1 worker **without sinks** (no PostgreSQL
+  competing for the cores: the scaling of the parse and window work alone).
 - **Polars ``group_by_dynamic``** 1-second and 1-minute bars of the same trades in memory (the
   upper bound: no bus, no Protobuf, no database).
 - **raw ``COPY``** of the trades (one row each) into an unlogged-free plain PostgreSQL table
@@ -225,9 +226,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_processes(dsn: str, messages: int, procs: int) -> tuple[float, str]:
+def run_processes(dsn: str, messages: int, procs: int, *, sinks: bool = True) -> tuple[float, str]:
     """Seconds for ``procs`` processes x 1 worker (from the last process entering
-    ``cluster_main`` to the last leaving it) and a note of the child timings."""
+    ``cluster_main`` to the last leaving it) and a note of the child timings. Without
+    ``sinks`` the bars are discarded (no PostgreSQL, no md.bars)."""
     reset_bars(dsn)
     addresses = [f"127.0.0.1:{free_port()}" for _ in range(procs)]
     children = [
@@ -243,6 +245,7 @@ def run_processes(dsn: str, messages: int, procs: int) -> tuple[float, str]:
                 dsn,
                 "--messages",
                 str(messages),
+                *(() if sinks else ("--no-sinks",)),
             ],
             stdout=subprocess.PIPE,
         )
@@ -268,7 +271,9 @@ def child(args: argparse.Namespace) -> None:
     tune_gc_for_throughput()
     try:
         flow = build_flow(
-            BusSource(bridge, MD_TRADES, until_end=True), dsn=args.dsn, bars_sink=BarBusSink(bridge)
+            BusSource(bridge, MD_TRADES, until_end=True),
+            dsn=None if args.no_sinks else args.dsn,
+            bars_sink=DiscardSink() if args.no_sinks else BarBusSink(bridge),  # type: ignore[arg-type]
         )
         start = time.time()
         cluster_main(flow, args.addresses.split(","), args.child)
@@ -333,6 +338,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--addresses", help=argparse.SUPPRESS)
+    parser.add_argument("--no-sinks", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     # The simulated day has a few broken trades whose trade is already out of the window;
     # the dataflow warns once per symbol and batch, which would drown the figures.
@@ -397,6 +403,18 @@ def main() -> None:
                 multi_times,
             )
         )
+        bare_times = []
+        for _ in range(args.runs):
+            seconds, note = run_processes(dsn, args.messages, 2, sinks=False)
+            bare_times.append(seconds)
+            print(f"    2 processes, no sinks: {seconds:.2f}s ({note})", flush=True)
+        rows.append(
+            (
+                "dataflow, bars discarded (no sinks), 2 processes x 1 worker",
+                statistics.median(bare_times),
+                bare_times,
+            )
+        )
         print(f"bars written per dataflow run: {bars:,} (1-second and 1-minute)")
 
         print("\n| peer | trades/s | runs (k trades/s) |\n| --- | ---: | --- |")
@@ -413,6 +431,11 @@ def main() -> None:
         print(
             f"scaling: 2 workers in 1 process {two_threads / one:.2f}x, "
             f"2 processes {two_procs / one:.2f}x the 1-worker figure"
+        )
+        bare_one, bare_two = trades / rows[4][1], trades / rows[7][1]
+        print(
+            f"scaling without sinks (no PostgreSQL on the cores): 2 processes "
+            f"{bare_two / bare_one:.2f}x the 1-worker figure"
         )
         if args.profile:
             profile_one(records, dsn)
