@@ -46,6 +46,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
 import bytewax.operators as op
@@ -61,6 +62,7 @@ from bytewax.outputs import (
 )
 
 from candles.bars import Bar
+from candles.metrics import CandlesMetrics
 from candles.storage import upsert_bars
 from candles.windows import NS, SymbolWindows
 from normalize._fastcore import decode_trades
@@ -298,7 +300,9 @@ def parse_trades(record: Record) -> list[tuple[str, tuple[str, list[TradeTuple]]
     return [(symbol, (symbol, trades))] if trades else []
 
 
-def parse_batch(records: list[Record]) -> list[tuple[str, tuple[str, list[TradeTuple]]]]:
+def parse_batch(
+    records: list[Record], metrics: CandlesMetrics | None = None
+) -> list[tuple[str, tuple[str, list[TradeTuple]]]]:
     """``parse_trades`` of a batch of records, one item per symbol: its trades in record
     order (a symbol's records are in one bus partition, in order). One item per symbol
     instead of per record: fewer window calls, and a closed bar that several of the
@@ -320,23 +324,39 @@ def parse_batch(records: list[Record]) -> list[tuple[str, tuple[str, list[TradeT
                 have.extend(trades)
     if bad:
         _log_undecodable(bad, len(records))
+        if metrics is not None:
+            metrics.undecodable.inc(len(bad))
     return [(symbol, (symbol, trades)) for symbol, trades in by_symbol.items()]
 
 
 class WindowLogic(StatefulBatchLogic[tuple[str, list[TradeTuple]], Bar, bytes]):
     """Bytewax glue around one symbol's ``SymbolWindows``; the snapshot is its pickle."""
 
-    def __init__(self, windows: SymbolWindows, *, flush_on_eof: bool) -> None:
+    def __init__(
+        self,
+        windows: SymbolWindows,
+        *,
+        flush_on_eof: bool,
+        metrics: CandlesMetrics | None = None,
+    ) -> None:
         self.windows = windows
         self.flush_on_eof = flush_on_eof
+        self.metrics = metrics
 
     def on_batch(self, values: list[tuple[str, list[TradeTuple]]]) -> tuple[list[Bar], bool]:
         w = self.windows
         late, unmatched = w.stats.too_late, w.stats.unmatched_breaks
+        traded = w.stats.trades
         out: list[Bar] = []
         for symbol, trades in values:
             w.symbol = symbol
             out.extend(w.on_trades(trades))
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.trades.inc(w.stats.trades - traded)
+            metrics.too_late.inc(w.stats.too_late - late)
+            metrics.unmatched_breaks.inc(w.stats.unmatched_breaks - unmatched)
+            metrics.bars.inc(len(out))
         if w.stats.too_late > late:
             logger.warning(
                 "%s: %d trades later than the allowed lateness not applied (%d in all)",
@@ -355,7 +375,10 @@ class WindowLogic(StatefulBatchLogic[tuple[str, list[TradeTuple]], Bar, bytes]):
 
     def on_eof(self) -> tuple[list[Bar], bool]:
         if self.flush_on_eof:
-            return self.windows.flush(), StatefulBatchLogic.RETAIN
+            out = self.windows.flush()
+            if self.metrics is not None:
+                self.metrics.bars.inc(len(out))
+            return out, StatefulBatchLogic.RETAIN
         return [], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
@@ -495,8 +518,11 @@ def build_flow(
     timeframes_s: tuple[int, ...] = (1, 60),
     flush_on_eof: bool | None = None,
     flow_id: str = "candles",
+    metrics: CandlesMetrics | None = None,
 ) -> Dataflow:
     """The candles dataflow over ``source``; ``dsn``/``bars_sink`` None leaves that sink out.
+    ``metrics``: the process's counters (trades, too late, unmatched breaks, undecodable
+    records, bars), or None.
 
     ``flush_on_eof`` (default: ``source.until_end``) closes every open bar when the input
     ends — right for a backfill, wrong for a shutdown that will resume.
@@ -506,15 +532,15 @@ def build_flow(
 
     def build(resume: bytes | None) -> WindowLogic:
         if resume is not None:
-            return WindowLogic(pickle.loads(resume), flush_on_eof=flush)
+            return WindowLogic(pickle.loads(resume), flush_on_eof=flush, metrics=metrics)
         # stateful_batch's builder is not told the key: the windows learn their symbol
         # from the first batch (values carry it).
         windows = SymbolWindows("", allowed_lateness_ns=lateness_ns, timeframes_s=timeframes_s)
-        return WindowLogic(windows, flush_on_eof=flush)
+        return WindowLogic(windows, flush_on_eof=flush, metrics=metrics)
 
     flow = Dataflow(flow_id)
     records = op.input("trades", flow, source)
-    keyed = op.flat_map_batch("parse", records, parse_batch)
+    keyed = op.flat_map_batch("parse", records, partial(parse_batch, metrics=metrics))
     bars = op.stateful_batch("windows", keyed, build)
     if dsn is not None:
         op.output("store", bars, BarStoreSink(dsn))

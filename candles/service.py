@@ -12,8 +12,10 @@ from bytewax.recovery import RecoveryConfig
 from bytewax.testing import run_main
 
 from candles.dataflow import BarBusSink, BusBridge, BusSource, build_flow
+from candles.metrics import CandlesMetrics
 from tickerplant.bus import make_bus
 from tickerplant.db import migrate, resolve_database_url
+from tickerplant.observability import Health, MetricsServer, new_registry
 from tickerplant.runtime import tune_gc_for_throughput
 from tickerplant.settings import Settings
 from tickerplant.topics import MD_BARS, MD_TRADES
@@ -33,6 +35,7 @@ def run_dataflow(
     trades_topic: str = MD_TRADES,
     bars_topic: str = MD_BARS,
     until_end: bool = False,
+    metrics: CandlesMetrics | None = None,
 ) -> None:
     """Run the dataflow over a started bus (reached through ``bridge``) until ``stop`` is set.
 
@@ -57,6 +60,7 @@ def run_dataflow(
         bars_sink=BarBusSink(bridge, bars_topic),
         allowed_lateness_s=c.allowed_lateness_s,
         timeframes_s=c.timeframes_s,
+        metrics=metrics,
     )
     recovery = RecoveryConfig(str(Path(c.recovery_dir))) if c.recovery_dir else None
     announce(f"candles: {trades_topic} -> bars {c.timeframes_s}s -> PostgreSQL and {bars_topic}")
@@ -88,6 +92,12 @@ def run_candles(
     stop = until if isinstance(until, threading.Event) else threading.Event()
     if not isinstance(until, threading.Event):
         threading.Thread(target=lambda: (until(), stop.set()), daemon=True).start()
+    registry = new_registry("candles")
+    metrics = CandlesMetrics(registry)
+    server = MetricsServer(
+        registry, Health(), host=settings.metrics.host, port=settings.metrics.port
+    ).start()
+    announce(f"candles metrics on http://{server.host}:{server.port}/metrics")
     bridge = BusBridge(make_bus(settings))
     try:
         bridge.run(bridge.bus.start())
@@ -100,9 +110,11 @@ def run_candles(
             trades_topic=trades_topic,
             bars_topic=bars_topic,
             until_end=until_end,
+            metrics=metrics,
         )
     finally:
         bridge.run(bridge.bus.close())
         bridge.close()
+        server.stop()
         if embedded is not None:
             embedded.stop()
