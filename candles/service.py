@@ -95,7 +95,7 @@ def run_candles(
     registry = new_registry("candles")
     metrics = CandlesMetrics(registry)
     server = MetricsServer(
-        registry, Health(), host=settings.metrics.host, port=settings.metrics.port
+        registry, Health(), host=settings.metrics.host, port=settings.candles.metrics_port
     ).start()
     announce(f"candles metrics on http://{server.host}:{server.port}/metrics")
     bridge = BusBridge(make_bus(settings))

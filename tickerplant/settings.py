@@ -121,6 +121,9 @@ class CandlesSettings(BaseModel):
     flush_interval_s: float = Field(1.0, gt=0, description="Bytewax epoch: snapshot and flush")
     timeframes_s: tuple[int, ...] = Field((1, 60), description="bar widths computed, seconds")
     recovery_dir: Path | None = Field(None, description="Bytewax recovery store; unset: none")
+    metrics_port: int = Field(
+        9101, ge=0, le=65535, description="/metrics and /healthz of the dataflow; 0 picks one"
+    )
 
 
 class Settings(BaseSettings):

@@ -37,8 +37,11 @@ static int read_varint(const parser *ps, const uint8_t **p, const uint8_t *end, 
 }
 
 /* A tag: at most 5 bytes, the value within 32 bits, field number not 0. */
-static int read_tag(const parser *ps, const uint8_t **p, const uint8_t *end, uint32_t *field,
-                    unsigned *wire_type)
+/* A tag, field number 0 included: upb accepts it inside a group being skipped (a "\0"
+ * tag byte then its varint value), so the group skipper takes it too; everywhere else
+ * read_tag refuses it, as upb does. */
+static int read_any_tag(const parser *ps, const uint8_t **p, const uint8_t *end,
+                        uint32_t *field, unsigned *wire_type)
 {
     const uint8_t *q = *p;
     uint64_t v = 0;
@@ -52,11 +55,20 @@ static int read_tag(const parser *ps, const uint8_t **p, const uint8_t *end, uin
         if (!(b & 0x80))
             break;
     }
-    if ((v >> 3) == 0)
-        return fail(ps, *p, "field number 0");
     *p = q;
     *field = (uint32_t)(v >> 3);
     *wire_type = (unsigned)(v & 7);
+    return 0;
+}
+
+static int read_tag(const parser *ps, const uint8_t **p, const uint8_t *end, uint32_t *field,
+                    unsigned *wire_type)
+{
+    const uint8_t *at = *p;
+    if (read_any_tag(ps, p, end, field, wire_type))
+        return -1;
+    if (*field == 0)
+        return fail(ps, at, "field number 0");
     return 0;
 }
 
@@ -154,7 +166,7 @@ static int skip_field(const parser *ps, const uint8_t **p, const uint8_t *end, u
             const uint8_t *tag_at = *p;
             if (*p >= end)
                 return fail(ps, at, "group without END_GROUP");
-            if (read_tag(ps, p, end, &inner, &inner_type))
+            if (read_any_tag(ps, p, end, &inner, &inner_type))
                 return -1;
             if (inner_type == WT_EGROUP) {
                 if (inner != field)

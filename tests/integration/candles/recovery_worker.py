@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
             batch_size=args.batch_size,
             flush_interval_s=args.epoch_s,
             recovery_dir=args.recovery_dir,
+            metrics_port=0,
         ),
     )
     run_candles(

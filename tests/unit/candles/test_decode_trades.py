@@ -248,6 +248,10 @@ def test_hand_encoded_batches_decode_or_fail_exactly_as_protobuf_does(buf: bytes
 @given(mutated(st.one_of(batch_wire(), batch_from_protobuf())))
 @example(b"\x12\x05\x0a\x03\x30\x07")  # an event's length runs past the end
 @example(b"\x12\x02\x0a\x05")  # the trade's length runs past the event
+# upb takes a field-number-0 tag (and its varint) inside a skipped group, not elsewhere
+@example(b"\t" + bytes(8) + b"\x0b\x08" + bytes(8) + b"\t" + bytes(8) + b"\x0c")
+@example(b"\x0b\x08\x00\x00\x00\x00\x0c")
+@example(b"\x0b\x00\x0c")
 def test_damaged_batches_are_rejected_exactly_when_protobuf_rejects_them(buf: bytes) -> None:
     assert compiled(buf) == reference(buf)
 
