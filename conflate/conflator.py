@@ -17,7 +17,7 @@ takes the same objects (updates are immutable values).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from conflate.cache import LatestValueCache
@@ -84,6 +84,84 @@ class UpdateBuilder:
         build = self.build
         return [update for update in map(build, events) if update is not None]
 
+    def build_conflated(self, batches: Iterable[Iterable[pb.Event]]) -> ConflatedBatch:
+        """``batches`` (say, one bus read) reduced to one update per key, as tiers would.
+
+        Feeding an interval tier ``updates`` leaves it exactly as feeding it every update of
+        ``build_batch`` would: it keeps one entry per key anyway, in the order keys first
+        changed, the newest quote or bar, trades summed (volume and count). Feeding an
+        unconflated tier that nobody listens to ``latest`` leaves its cache as every update
+        would (the newest of each key, a trade as the single last trade). Statuses are all
+        kept, in order. Only one update object per key is built, not one per event: the
+        fanout's input path while its realtime tier has no subscriber.
+        """
+        totals = self._totals
+        entries: dict[tuple[str, object], object] = {}
+        quotes = trades = statuses = bars = 0
+        for events in batches:
+            for event in events:
+                kind = event.WhichOneof("payload")
+                if kind == "quote":
+                    quotes += 1
+                    q = event.quote
+                    entries["q", q.symbol] = q  # an existing key keeps its place
+                elif kind == "trade":
+                    trades += 1
+                    t = event.trade
+                    symbol = t.symbol
+                    size = t.size
+                    volume, count = totals.get(symbol, (0, 0))
+                    volume += size
+                    count += 1
+                    totals[symbol] = (volume, count)
+                    acc = entries.get(("t", symbol))
+                    if acc is None:
+                        entries["t", symbol] = [t, size, 1, size, volume, count]
+                    else:  # newest trade, interval sums, its own size, running totals
+                        acc[0] = t
+                        acc[1] += size
+                        acc[2] += 1
+                        acc[3:] = size, volume, count
+                elif kind == "status":
+                    entries["s", statuses] = StatusUpdate(event.status)
+                    statuses += 1
+                elif kind == "bar":
+                    bars += 1
+                    update = BarUpdate(event.bar)
+                    entries["b", update.key] = update
+        updates: list[Update] = []
+        latest: list[Update] = []
+        for (tag, _), value in entries.items():
+            if tag == "q":
+                update = QuoteUpdate(value)
+            elif tag == "t":
+                trade, volume, count, size, total_volume, total_count = value
+                update = TradeUpdate(trade, size, 1, total_volume, total_count)
+                if count > 1:
+                    latest.append(update)
+                    updates.append(TradeUpdate(trade, volume, count, total_volume, total_count))
+                    continue
+            else:
+                update = value
+            updates.append(update)
+            latest.append(update)
+        events_in = {
+            Channel.TRADES: trades,
+            Channel.QUOTES: quotes,
+            Channel.BARS: bars,
+            Channel.STATUSES: statuses,
+        }
+        return ConflatedBatch(updates, latest, events_in)
+
+
+@dataclass(slots=True)
+class ConflatedBatch:
+    """What ``UpdateBuilder.build_conflated`` makes of some events."""
+
+    updates: list[Update]  # for interval tiers: one per key, trades summed; every status
+    latest: list[Update]  # for an unconflated tier's cache: the newest single update per key
+    events_in: dict[Channel, int]  # the events they stand for, per channel
+
 
 class Conflator:
     """Conflates events for one tier.
@@ -116,30 +194,45 @@ class Conflator:
     def add_batch(self, events: Iterable[pb.Event]) -> list[Update]:
         return self.add_updates(self._builder.build_batch(events))
 
-    def add_updates(self, updates: Iterable[Update], *, emit: bool = True) -> list[Update]:
+    def add_updates(
+        self,
+        updates: Iterable[Update],
+        *,
+        emit: bool = True,
+        events_in: Mapping[Channel, int] | None = None,
+    ) -> list[Update]:
         """Take updates built elsewhere (``UpdateBuilder``, shared by tiers).
 
         A realtime tier returns them (its cache holds them at once); ``emit=False`` only
         updates the cache, for a tier nobody listens to, and returns ``[]``. An interval
-        tier always returns ``[]`` and remembers the changes for ``tick``.
+        tier always returns ``[]`` and remembers the changes for ``tick``. ``events_in``:
+        the events ``updates`` stand for, per channel, when they were conflated already
+        (``UpdateBuilder.build_conflated``); by default one event per update.
         """
-        events_in = self.stats.events_in
+        counts = self.stats.events_in
+        if events_in is not None:
+            for channel, n in events_in.items():
+                counts[channel] += n
+                if self.tier.realtime:  # unconflated: every event counts as sent on
+                    self.stats.updates_out[channel] += n
         if self.tier.realtime:
             put = self.cache.put
             updates_out = self.stats.updates_out
             out: list[Update] = []
             for update in updates:
-                channel = update.channel
-                events_in[channel] += 1
+                if events_in is None:
+                    channel = update.channel
+                    counts[channel] += 1
+                    updates_out[channel] += 1
                 put(update)
-                updates_out[channel] += 1
                 if emit:
                     out.append(update)
             return out
         pending = self._pending
         sums = self._trade_sums
         for update in updates:
-            events_in[update.channel] += 1
+            if events_in is None:
+                counts[update.channel] += 1
             key = update.key
             if key is None:
                 key = ("s", next(self._status_ids))

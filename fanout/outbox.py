@@ -52,7 +52,9 @@ class ConflatingOutbox:
         # one push per client per update (a small object per entry kept the garbage
         # collector busy). Entries are numbered from 0 in push order; ``_head`` is the
         # number of the first waiting one.
-        self._updates: deque[Update | None] = deque()
+        # ``waiting`` may be read (its truth: anything queued?) but only the outbox changes
+        # it; it stays the same object for the outbox's life.
+        self.waiting: deque[Update | None] = deque()
         self._fragments: deque[str] = deque()
         self._head = 0
         # key -> the number of its newest waiting entry. Only merging (at or above the soft
@@ -66,14 +68,14 @@ class ConflatingOutbox:
         self.stats = OutboxStats()
 
     def __len__(self) -> int:
-        return len(self._updates)
+        return len(self.waiting)
 
     def push(self, update: Update, fragment: str, now_ns: int) -> bool:
         """Queue ``update`` (encoded as ``fragment``); ``False`` once the queue overflowed."""
         if self.overflowed:
             return False
         self.stats.pushed += 1
-        updates = self._updates
+        updates = self.waiting
         waiting = len(updates)
         if waiting < self.soft_limit and not self._indexed:
             updates.append(update)
@@ -103,7 +105,7 @@ class ConflatingOutbox:
         if not self._indexed:
             latest = self._latest
             # In order, so the newest entry of a key wins.
-            for number, update in enumerate(self._updates, self._head):
+            for number, update in enumerate(self.waiting, self._head):
                 if update is not None and update.key is not None:
                     latest[update.key] = number
             self._indexed = True
@@ -113,18 +115,18 @@ class ConflatingOutbox:
         """Queue a control message (ack, error); never merged."""
         if self.overflowed:
             return False
-        self._updates.append(None)
+        self.waiting.append(None)
         self._fragments.append(fragment)
         return self._check_overflow()
 
     def _check_overflow(self) -> bool:
-        if len(self._updates) > self.hard_limit:
+        if len(self.waiting) > self.hard_limit:
             self.overflowed = True
         return not self.overflowed
 
     def take(self, max_items: int) -> Batch:
         """Up to ``max_items`` entries in order, removed from the queue."""
-        updates = self._updates
+        updates = self.waiting
         count = min(len(updates), max_items)
         pop_fragment = self._fragments.popleft
         fragments = [pop_fragment() for _ in range(count)]
@@ -153,7 +155,7 @@ class ConflatingOutbox:
 
     def mark_sent(self) -> None:
         """A frame went out: the client is caught up if the queue is below the soft limit."""
-        if len(self._updates) < self.soft_limit:
+        if len(self.waiting) < self.soft_limit:
             self.behind_since_ns = None
 
     def behind_ns(self, now_ns: int) -> int:
@@ -162,15 +164,17 @@ class ConflatingOutbox:
 
     def discard(self, keep: Callable[[Update], bool]) -> int:
         """Remove waiting updates for which ``keep`` is false (on unsubscribe); how many."""
-        updates: deque[Update | None] = deque()
-        fragments: deque[str] = deque()
-        for update, fragment in zip(self._updates, self._fragments, strict=True):
-            if update is None or keep(update):
-                updates.append(update)
-                fragments.append(fragment)
-        removed = len(self._updates) - len(updates)
-        self._updates = updates
-        self._fragments = fragments
+        kept = [
+            (update, fragment)
+            for update, fragment in zip(self.waiting, self._fragments, strict=True)
+            if update is None or keep(update)
+        ]
+        removed = len(self.waiting) - len(kept)
+        self.waiting.clear()
+        self._fragments.clear()
+        for update, fragment in kept:
+            self.waiting.append(update)
+            self._fragments.append(fragment)
         # Entries moved: renumber from the head, and rebuild the index when next needed.
         self._latest.clear()
         self._indexed = False

@@ -33,7 +33,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from operator import itemgetter
 from urllib.parse import parse_qs, urlsplit
 
@@ -95,6 +95,8 @@ _WRITE_HIGH_WATER = 2**15
 # ``State.OPEN`` check keeps data from following a close frame.
 # Channels whose named subscriptions a busy tick can serve by pull (``_distribute``).
 _PULLED = (Channel.TRADES, Channel.QUOTES)
+# A publish time later than any real one: "no update" in a ``_PullTable``.
+_NEVER = 1 << 63
 # Clients served per step of a distribution before yielding to the event loop (~10-20 ms).
 _FLUSH_CHUNK = 1000
 
@@ -167,26 +169,36 @@ class _Routes:
     Invariant: a client is in ``explicit[(ch, s)]`` iff it subscribed ``s`` on ``ch`` and not
     ``"*"`` on ``ch``; it is in ``wild[ch]`` iff it subscribed ``"*"`` on ``ch``. The two are
     disjoint per channel, so no client gets an update twice.
+
+    For pull routing (``FanoutServer._distribute``) every named trade or quote key has a
+    *slot*, a small integer (``slots``), and every client naming such keys a C-level
+    ``itemgetter`` over its slots (``getters``). A busy tick fills a list by slot; each
+    client then reads its share with one call. A getter always returns a sequence: for a
+    single slot it is ``itemgetter(slice(s, s + 1))`` (``itemgetter(s)`` would return the
+    bare value). A slot is freed when no client names its key, and reused: the number of
+    slots is bounded by the keys clients name now.
     """
 
     def __init__(self) -> None:
         self.explicit: dict[tuple[Channel, str], set[_Client]] = {}
         self.wild: dict[Channel, set[_Client]] = {channel: set() for channel in Channel}
-        # Per client with named trade or quote subscriptions: a C-level getter of those
-        # keys (sorted), and whether it names a single key (``itemgetter`` of one key
-        # returns the value, not a 1-tuple). See ``FanoutServer._distribute``.
-        self.getters: dict[_Client, tuple[Callable[[dict], object], bool]] = {}
+        self.slots: dict[tuple[Channel, str], int] = {}
+        self.slot_count = 0
+        self._free_slots: list[int] = []
+        self.getters: dict[_Client, Callable[[list], Sequence]] = {}
 
     def _refresh_getter(self, client: _Client) -> None:
         session = client.session
-        keys = [
-            (channel, symbol)
+        slots = [
+            self.slots[(channel, symbol)]
             for channel in _PULLED
             if channel not in session.wildcard
             for symbol in sorted(session.symbols[channel])
         ]
-        if keys:
-            self.getters[client] = (itemgetter(*keys), len(keys) == 1)
+        if len(slots) > 1:
+            self.getters[client] = itemgetter(*slots)
+        elif slots:
+            self.getters[client] = itemgetter(slice(slots[0], slots[0] + 1))
         else:
             self.getters.pop(client, None)
 
@@ -196,14 +208,28 @@ class _Routes:
         return bool(self.explicit) or any(self.wild.values())
 
     def _add(self, channel: Channel, symbol: str, client: _Client) -> None:
-        self.explicit.setdefault((channel, symbol), set()).add(client)
+        key = (channel, symbol)
+        clients = self.explicit.get(key)
+        if clients is None:
+            clients = self.explicit[key] = set()
+            if channel in _PULLED:
+                if self._free_slots:
+                    self.slots[key] = self._free_slots.pop()
+                else:
+                    self.slots[key] = self.slot_count
+                    self.slot_count += 1
+        clients.add(client)
 
     def _remove(self, channel: Channel, symbol: str, client: _Client) -> None:
-        clients = self.explicit.get((channel, symbol))
+        key = (channel, symbol)
+        clients = self.explicit.get(key)
         if clients is not None:
             clients.discard(client)
             if not clients:
-                del self.explicit[(channel, symbol)]
+                del self.explicit[key]
+                slot = self.slots.pop(key, None)
+                if slot is not None:
+                    self._free_slots.append(slot)
 
     def subscribed(self, client: _Client, change: SubscriptionChange) -> None:
         session = client.session
@@ -237,9 +263,20 @@ class _Routes:
                 self._remove(channel, symbol, client)
         self.getters.pop(client, None)
 
-    def all_pulled_keys_in(self, index: dict) -> bool:
-        """Whether ``index`` has every trade and quote key some client named."""
-        return all(key in index for key in self.explicit if key[0] in _PULLED)
+
+class _PullTable:
+    """One busy tick's pulled updates, laid out by slot (``_Routes.slots``): the encoded
+    fragment, the index in the tick's update list and the publish time; ``None`` where a
+    slot's key did not change (``_NEVER`` for the time, so ``min`` needs no filter).
+    ``full``: every slot in use has its update (no ``None`` to filter out)."""
+
+    __slots__ = ("fragments", "full", "indexes", "published")
+
+    def __init__(self, size: int) -> None:
+        self.fragments: list[bytes | None] = [None] * size
+        self.indexes: list[int | None] = [None] * size
+        self.published: list[int] = [_NEVER] * size
+        self.full = False
 
 
 class FanoutServer:
@@ -642,6 +679,7 @@ class FanoutServer:
         # Each event becomes one update, shared by every tier (updates are immutable).
         builder = UpdateBuilder()
         conflators = list(self.conflators.items())
+        realtime = [name for name, conflator in conflators if conflator.tier.realtime]
         while True:
             try:
                 records = await self._subscription.next_batch(_BUS_BATCH, timeout=0.5)
@@ -655,29 +693,39 @@ class FanoutServer:
             if not records:
                 continue
             self.metrics.bus_records.inc(len(records))
-            updates: list[Update] = []
-            bad = 0
+            batches = []
             for record in records:
-                try:
-                    events = pb.EventBatch.FromString(record.value).events
-                except DecodeError:
-                    bad += 1
-                    continue
-                updates.extend(builder.build_batch(events))
-            if bad:
+                with contextlib.suppress(DecodeError):  # counted just below
+                    batches.append(pb.EventBatch.FromString(record.value).events)
+            if len(batches) < len(records):
+                bad = len(records) - len(batches)
                 self.metrics.bad_records.inc(bad)
                 logger.warning("skipped %d undecodable bus records of %d", bad, len(records))
+            # A tier nobody subscribes to still conflates (interval tiers) or caches
+            # (realtime) every update, so that its cache - the snapshot a first subscriber
+            # gets - and its pending changes are exactly what they would be with
+            # subscribers: skipping them would need the history to rebuild the trade
+            # intervals. Subscribing never awaits, so no update falls between these checks
+            # and a new subscriber's snapshot.
+            if not any(self._routes[name].active for name in realtime):
+                # Nobody wants every event: the whole read is conflated once, one update
+                # per key (``build_conflated``), for every tier; nothing awaits here.
+                conflated = builder.build_conflated(batches)
+                for _, conflator in conflators:
+                    if conflator.tier.realtime:
+                        conflator.add_updates(
+                            conflated.latest, emit=False, events_in=conflated.events_in
+                        )
+                    else:
+                        conflator.add_updates(conflated.updates, events_in=conflated.events_in)
+                continue
+            updates: list[Update] = []
+            for events in batches:
+                updates.extend(builder.build_batch(events))
             if not updates:
                 continue
             now_ns = time.time_ns()
             for name, conflator in conflators:
-                # A tier nobody subscribes to still conflates (interval tiers) or caches
-                # (realtime) every update, so that its cache - the snapshot a first
-                # subscriber gets - and its pending changes are exactly what they would be
-                # with subscribers: skipping them would need the history to rebuild the
-                # trade intervals. Only the realtime tier's emit path is skipped.
-                # Subscribing never awaits, so no update falls between the check and a new
-                # subscriber's snapshot.
                 active = self._routes[name].active
                 out = conflator.add_updates(updates, emit=active)
                 if out:
@@ -701,45 +749,56 @@ class FanoutServer:
         Routing is one synchronous step (atomic with subscribe: every client subscribed
         before it gets these updates, every later one has them in its snapshot). Then the
         clients are served ``_FLUSH_CHUNK`` at a time, yielding to the loop in between, so a
-        tick to 10,000 clients does not hold up the bus reader or the other tiers. A client
-        that is caught up (empty outbox, relay idle, the transport's write buffer under the
-        library's high-water mark) gets its share of ``updates`` as frames written at once,
-        the way ``websockets.broadcast`` writes: no queue, no task switch. Any other
-        client's share goes through its outbox and relay, which wait for the socket,
-        conflate and evict. Either way a client's updates keep their order: the direct path
-        is only taken when nothing of that client waits anywhere. What a client
-        unsubscribes from while its share waits here is dropped (``_unroute_pending``).
+        tick to 10,000 clients does not hold up the bus reader or the other tiers.
+
+        Two ways to route. **Push**: each update's index is appended to the ``pending`` list
+        of every client that receives it (one Python step per update and client). **Pull**,
+        on a busy tick of an interval tier (at least half of the named trade and quote keys
+        changed): those updates are laid out by slot (``_Routes``) in a ``_PullTable``, and
+        each client with named keys reads its share with its getter, captured here, at
+        routing time (one C call per client); wildcard, bar and status updates are still
+        pushed.
+
+        A client that is caught up (empty outbox, relay idle, the transport's write buffer
+        under the library's high-water mark) gets its share as frames written at once, the
+        way ``websockets.broadcast`` writes: no queue, no task switch. Any other client's
+        share goes through its outbox and relay, which wait for the socket, conflate and
+        evict. Either way a client's updates keep their order: the direct path is only taken
+        when nothing of that client waits anywhere. What a client unsubscribes from while
+        its share waits here is dropped (``_unroute_pending``, and the getter check in
+        ``_flush``).
         """
         if not updates:
             return
         routes = self._routes[tier]
         explicit = routes.explicit
         wild = routes.wild
+        slots = routes.slots
+        table: _PullTable | None = None
+        if slots and not self.conflators[tier].tier.realtime:
+            changed = sum(1 for update in updates if update.key in slots)
+            if 2 * changed >= len(slots):
+                table = _PullTable(routes.slot_count)
+                table.full = changed == len(slots)
         touched: list[_Client] = []
         fragments: list[str] = []
-        # Pull: when an interval tier's tick has an update for every named trade and quote
-        # key (a busy market; at most one update per key after conflation), each client
-        # reads its share with its C-level getter over ``pulled`` (key -> index) instead of
-        # being pushed one index per update: the cost per client is one call, not one
-        # Python step per subscribed key. Everything else is pushed per update.
-        pulled: dict | None = None
-        if routes.getters and not self.conflators[tier].tier.realtime:
-            pulled = {u.key: i for i, u in enumerate(updates) if u.channel in _PULLED}
-            if not routes.all_pulled_keys_in(pulled):
-                pulled = None
         for index, update in enumerate(updates):
             channel = update.channel
-            named = (
-                None
-                if pulled is not None and channel in _PULLED
-                else explicit.get((channel, update.symbol))
-            )
             everyone = wild[channel]
-            if not named and not everyone:
-                gotten = pulled is not None and channel in _PULLED and update.key in explicit
-                fragments.append(encode_update(update) if gotten else "")
-                continue
-            fragments.append(encode_update(update))
+            slot = slots.get(update.key) if table is not None else None
+            if slot is not None:
+                text = encode_update(update)
+                fragments.append(text)
+                table.fragments[slot] = text.encode()
+                table.indexes[slot] = index
+                table.published[slot] = update.publish_ts_ns or _NEVER
+                named = None
+            else:
+                named = explicit.get((channel, update.symbol))
+                if not named and not everyone:
+                    fragments.append("")
+                    continue
+                fragments.append(encode_update(update))
             for clients in (named, everyone):
                 if not clients:
                     continue
@@ -749,27 +808,25 @@ class FanoutServer:
                         touched.append(client)
                         client.inflight = updates
                     pending.append(index)
-        if pulled is not None:
-            for client, (getter, single) in routes.getters.items():
-                got = getter(pulled)
-                pending = client.pending
-                if not pending:
-                    touched.append(client)
-                    client.inflight = updates
-                    client.pending = [got] if single else list(got)
-                elif single:
-                    pending.append(got)
-                else:
-                    pending.extend(got)
-        for start in range(0, len(touched), _FLUSH_CHUNK):
+        if table is None:
+            work: list[tuple[_Client, Callable[[list], Sequence] | None]] = [
+                (client, None) for client in touched
+            ]
+        else:
+            getters = routes.getters
+            work = list(getters.items())
+            work.extend((client, None) for client in touched if client not in getters)
+        for start in range(0, len(work), _FLUSH_CHUNK):
             if start:
                 await asyncio.sleep(0)
-            self._flush(touched[start : start + _FLUSH_CHUNK], updates, fragments, now_ns)
+            self._flush(
+                routes, work[start : start + _FLUSH_CHUNK], table, updates, fragments, now_ns
+            )
 
     @staticmethod
     def _unroute_pending(client: _Client) -> int:
-        """Drop from ``client``'s share of a distribution in progress what it no longer
-        receives (it unsubscribed between the routing and its chunk); how many."""
+        """Drop from ``client``'s pushed share of a distribution in progress what it no
+        longer receives (it unsubscribed between the routing and its chunk); how many."""
         pending = client.pending
         if not pending:
             return 0
@@ -779,30 +836,75 @@ class FanoutServer:
         return len(pending) - len(client.pending)
 
     def _flush(
-        self, touched: list[_Client], updates: list[Update], fragments: list[str], now_ns: int
+        self,
+        routes: _Routes,
+        work: list[tuple[_Client, Callable[[list], Sequence] | None]],
+        table: _PullTable | None,
+        updates: list[Update],
+        fragments: list[str],
+        now_ns: int,
     ) -> None:
+        """Serve one chunk of a distribution: each client its pulled and pushed share."""
         batch_max = self.settings.batch_max
         latency = self.metrics.latency.observe
-        published = [update.publish_ts_ns for update in updates]
+        getters = routes.getters
         frames = sent_bytes = messages = 0
-        overflowed: list[_Client] = []
-        for client in touched:
-            pending = client.pending
-            client.pending = []
-            client.inflight = []
-            if not pending or client.evicted:
-                continue  # unsubscribed from all of it, or evicted, while waiting
+        queued: list[_Client] = []
+        for client, getter in work:
+            pushed = client.pending
+            if pushed:
+                client.pending = []
+                client.inflight = []
+            if client.evicted:
+                continue
             ws = client.ws
             transport = ws.transport
-            if (
-                not len(client.outbox)
+            direct = (
+                not client.outbox.waiting
                 and not client.sending
                 and ws.protocol.state is State.OPEN
                 and transport.get_write_buffer_size() < _WRITE_HIGH_WATER
-            ):
-                whole = len(pending) <= batch_max
-                for start in range(0, len(pending), batch_max):
-                    chunk = pending if whole else pending[start : start + batch_max]
+            )
+            if getter is None:
+                share = pushed
+            else:
+                assert table is not None
+                # The getter captured at routing time: a (un)subscribe since then made a
+                # new one, and the share is filtered by what the client receives now.
+                current = getters.get(client) is getter
+                if direct and current and not pushed:
+                    # The common case, all in C: the client's fragments, joined.
+                    parts = getter(table.fragments)
+                    if not table.full:
+                        parts = [*filter(None, parts)]
+                    count = len(parts)
+                    if not count:
+                        continue
+                    if count <= batch_max:
+                        data = b"[" + b",".join(parts) + b"]"
+                        try:
+                            transport.write(text_frame_header(len(data)) + data)
+                        except Exception as exc:  # the connection is going away
+                            logger.debug("%r: direct write failed: %s", client, exc)
+                            continue
+                        frames += 1
+                        sent_bytes += len(data)
+                        messages += count
+                        client.outbox.stats.sent += count
+                        oldest = min(getter(table.published))
+                        if oldest != _NEVER:
+                            latency((time.time_ns() - oldest) / 1e9)
+                        continue
+                share = [i for i in getter(table.indexes) if i is not None]
+                if not current:
+                    receives = client.session.receives
+                    share = [i for i in share if receives(updates[i].channel, updates[i].symbol)]
+                share.extend(pushed)
+            if not share:
+                continue
+            if direct:
+                for start in range(0, len(share), batch_max):
+                    chunk = share[start : start + batch_max]
                     data = frame(map(fragments.__getitem__, chunk)).encode()
                     try:
                         transport.write(text_frame_header(len(data)) + data)
@@ -813,14 +915,14 @@ class FanoutServer:
                     sent_bytes += len(data)
                     messages += len(chunk)
                     client.outbox.stats.sent += len(chunk)
-                    oldest = min(filter(None, map(published.__getitem__, chunk)), default=0)
+                    oldest = min(filter(None, (updates[i].publish_ts_ns for i in chunk)), default=0)
                     if oldest:
                         latency((time.time_ns() - oldest) / 1e9)
                 continue
             outbox = client.outbox
-            for index in pending:
+            queued.append(client)
+            for index in share:
                 if not outbox.push(updates[index], fragments[index], now_ns):
-                    overflowed.append(client)
                     break
             client.wake.set()
         metrics = self.metrics
@@ -830,13 +932,10 @@ class FanoutServer:
             metrics.bytes_out.inc(sent_bytes)
             metrics.messages_out.inc(messages)
         slow_ns = int(self.settings.slow_client_s * 1e9)
-        for client in touched:
-            if client.outbox.behind_ns(now_ns) >= slow_ns and client not in overflowed:
-                overflowed.append(client)
-        for client in overflowed:
+        for client in queued:
             if client.outbox.overflowed:
                 self._evict(client, SlowClientError("queue overflow"), "queue_overflow")
-            else:
+            elif client.outbox.behind_ns(now_ns) >= slow_ns:
                 seconds = self.settings.slow_client_s
                 self._evict(client, SlowClientError(f"behind for {seconds:g}s"), "slow_client")
 

@@ -171,30 +171,36 @@ async def test_clients_subscribing_mid_stream_see_no_gap_and_no_duplicate(start_
         assert sum(m["n"] for m in trades) == total // 2
 
 
+@pytest.mark.parametrize(
+    ("subscribed", "routing"),
+    [(["AAPL", "MSFT"], "pull"), (["AAPL", "MSFT", "IBM", "ORCL", "SAP"], "push")],
+)
 async def test_an_unsubscribe_between_two_chunks_of_a_distribution_drops_the_waiting_update(
-    start_server, memory_bus, monkeypatch
+    start_server, memory_bus, monkeypatch, subscribed, routing
 ):
     """A tick is served one client per chunk (``_FLUSH_CHUNK`` = 1), yielding in between.
     Client B unsubscribes AAPL after the tick was routed but before B's chunk: B's ack comes,
-    and no AAPL quote after it; A, served first, still gets the quote; B keeps MSFT."""
+    and no AAPL quote after it; A, served first, still gets the quote; B keeps MSFT. Both
+    routings: the tick changes every key A and B name (pulled by getters), or 2 of 5
+    (pushed per update)."""
     monkeypatch.setattr(fanout.server, "_FLUSH_CHUNK", 1)
     server = await start_server(interval_ms=50)
     async with asyncio.timeout(20):
         a = await open_client(server, token=stream_token())
         b = await open_client(server, token=stream_token())
         for ws in (a, b):
-            await send(ws, action="subscribe", quotes=["AAPL", "MSFT"])
+            await send(ws, action="subscribe", quotes=subscribed)
             assert (await recv_json(ws))[0]["T"] == "subscription"
         client_b = max(server._clients, key=lambda c: c.id)
         flush = server._flush
         interrupted = []
 
-        def flush_with_unsubscribe(touched, updates, fragments, now_ns):
-            if client_b in touched and not interrupted:
-                interrupted.append(len(client_b.pending))
+        def flush_with_unsubscribe(routes, work, table, updates, fragments, now_ns):
+            if any(client is client_b for client, _ in work) and not interrupted:
+                interrupted.append("pull" if table is not None else "push")
                 unsubscribe = Unsubscribe({Channel.QUOTES: ("AAPL",)})
                 server._change_subscription(client_b, unsubscribe)
-            flush(touched, updates, fragments, now_ns)
+            flush(routes, work, table, updates, fragments, now_ns)
 
         monkeypatch.setattr(server, "_flush", flush_with_unsubscribe)
         await memory_bus.publish_many(
@@ -205,11 +211,11 @@ async def test_an_unsubscribe_between_two_chunks_of_a_distribution_drops_the_wai
         got_b: list[dict] = []
         while len(got_b) < 2:  # the ack and the quote queue together: one frame or two
             got_b += await recv_json(b)
-        assert interrupted == [2]  # B's share held both quotes when it unsubscribed
+        assert interrupted == [routing]
         assert got_b[0] == {
             "T": "subscription",
             "trades": [],
-            "quotes": ["MSFT"],
+            "quotes": sorted(set(subscribed) - {"AAPL"}),
             "bars": [],
             "statuses": [],
         }

@@ -266,3 +266,105 @@ def test_keys_are_computed_once_and_hash_like_their_plain_strings():
     assert update.key == (Channel.QUOTES, "AAPL")
     assert {update.key: 1}[("quotes", "AAPL")] == 1
     assert (update.symbol, update.publish_ts_ns) == ("AAPL", update.quote.publish_ts_ns)
+
+
+conflated_runs = st.lists(
+    st.tuples(
+        st.sampled_from(["trade", "quote", "status", "bar"]),
+        st.sampled_from(["AAPL", "MSFT", "GOOG"]),
+        st.integers(1, 10_000),  # size
+        st.integers(0, 2),  # bar start (minute); a repeated one is a revision
+        st.sampled_from(["none", "batch", "read", "tick"]),  # what ends after this event
+    ),
+    max_size=200,
+)
+
+
+def _event(kind: str, symbol: str, seq: int, size: int, minute: int):
+    if kind == "trade":
+        return trade(symbol, seq, size=size, price=1_000_000 + seq)
+    if kind == "quote":
+        return quote(symbol, seq, bid=990_000 + seq)
+    if kind == "bar":
+        return bar(symbol, seq, start_ns=minute * 60 * 10**9, close=1_000_000 + seq)
+    return status(symbol, seq)
+
+
+@settings(max_examples=300, deadline=None)
+@given(conflated_runs)
+def test_tiers_fed_a_conflated_read_end_as_tiers_fed_every_update(run):
+    """Events grouped in batches and reads (a read = some bus records, each a batch) at
+    random, ticks between reads: interval tiers fed ``build_conflated(read).updates`` and a
+    muted realtime tier fed ``.latest`` emit the same ticks (trade volumes, counts, totals,
+    quotes, bars, every status in order), hold the same caches and count the same events
+    in and out as the same tiers fed ``build_batch`` of every event."""
+    tiers = (Tier("realtime", 0), TICK, Tier("1s", 1000))
+    conflated, every = [Conflator(t) for t in tiers], [Conflator(t) for t in tiers]
+    by_read, by_event = UpdateBuilder(), UpdateBuilder()
+    read: list[list] = [[]]
+    now = 0
+
+    def deliver() -> None:
+        batches = [batch for batch in read if batch]
+        summary = by_read.build_conflated(batches)
+        updates = [u for batch in batches for u in by_event.build_batch(batch)]
+        for tier, one, other in zip(tiers, conflated, every, strict=True):
+            if tier.realtime:
+                assert (
+                    one.add_updates(summary.latest, emit=False, events_in=summary.events_in) == []
+                )
+                assert other.add_updates(updates, emit=False) == []
+            else:
+                assert one.add_updates(summary.updates, events_in=summary.events_in) == []
+                assert other.add_updates(updates) == []
+        read[:] = [[]]
+
+    for seq, (kind, symbol, size, minute, then) in enumerate(run, 1):
+        read[-1].append(_event(kind, symbol, seq, size, minute))
+        if then == "batch":
+            read.append([])
+        elif then in ("read", "tick"):
+            deliver()
+        if then == "tick":
+            now += 1000 * MS
+            for one, other in zip(conflated[1:], every[1:], strict=True):
+                assert one.tick(now) == other.tick(now)
+    deliver()
+    now += 1000 * MS
+    for one, other in zip(conflated, every, strict=True):
+        if not one.tier.realtime:
+            assert one.tick(now) == other.tick(now)
+        for channel in Channel:
+            assert one.cache.snapshot(channel) == other.cache.snapshot(channel)
+        assert one.stats == other.stats
+
+
+def test_a_conflated_read_keeps_one_update_per_key_and_counts_every_event():
+    """Three AAPL trades (100, 200, 300 shares) and 50 MSFT quotes in two batches, a status
+    between: interval updates = one AAPL trade of volume 600 / count 3 / the last price,
+    the 50th quote, the status; ``latest`` has the last trade as a single trade."""
+    builder = UpdateBuilder()
+    first = [trade("AAPL", 1, size=100), quote("MSFT", 2), status("AAPL", 3)]
+    second = [trade("AAPL", 4, size=200), *(quote("MSFT", s) for s in range(5, 54))]
+    second.append(trade("AAPL", 54, size=300, price=1_020_000))
+    summary = builder.build_conflated([first, second])
+    t, q, s = summary.updates
+    assert isinstance(t, TradeUpdate) and isinstance(q, QuoteUpdate)
+    assert (t.seq, t.trade.price, t.volume, t.count, t.total_volume, t.total_count) == (
+        54,
+        1_020_000,
+        600,
+        3,
+        600,
+        3,
+    )
+    assert (q.seq, s.seq) == (53, 3)
+    single = summary.latest[0]
+    assert (single.seq, single.volume, single.count, single.total_count) == (54, 300, 1, 3)
+    assert summary.latest[1:] == [q, s]
+    assert summary.events_in == {
+        Channel.TRADES: 3,
+        Channel.QUOTES: 50,
+        Channel.BARS: 0,
+        Channel.STATUSES: 1,
+    }
