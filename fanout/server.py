@@ -87,9 +87,6 @@ MD_TOPICS = (MD_TRADES, MD_QUOTES, MD_STATUS, MD_BARS)
 _BUS_BATCH = 5000
 _RATE_ERROR_EVERY_S = 1.0
 _TEXT_PLAIN = "text/plain; charset=utf-8"
-# websockets' default ``write_limit``: above it ``send`` waits for the socket to drain, and
-# the direct path of ``_distribute`` hands the client to its relay instead.
-_WRITE_HIGH_WATER = 2**15
 # The direct path writes whole text frames itself (``text_frame_header``): the connections
 # negotiate no extension (``compression=None``), send no fragmented message, and the
 # ``State.OPEN`` check keeps data from following a close frame.
@@ -759,14 +756,15 @@ class FanoutServer:
         routing time (one C call per client); wildcard, bar and status updates are still
         pushed.
 
-        A client that is caught up (empty outbox, relay idle, the transport's write buffer
-        under the library's high-water mark) gets its share as frames written at once, the
-        way ``websockets.broadcast`` writes: no queue, no task switch. Any other client's
-        share goes through its outbox and relay, which wait for the socket, conflate and
-        evict. Either way a client's updates keep their order: the direct path is only taken
-        when nothing of that client waits anywhere. What a client unsubscribes from while
-        its share waits here is dropped (``_unroute_pending``, and the getter check in
-        ``_flush``).
+        A client that is caught up (empty outbox, relay idle, writing not paused by the
+        transport's flow control, which pauses it when the buffer passes the connection's
+        ``write_limit``, websockets' default 32 KiB) gets its share as frames written at
+        once, the way ``websockets.broadcast`` writes: no queue, no task switch. Any other
+        client's share goes through its outbox and relay, which wait for the socket,
+        conflate and evict. Either way a client's updates keep their order: the direct
+        path is only taken when nothing of that client waits anywhere. What a client
+        unsubscribes from while its share waits here is dropped (``_unroute_pending``, and
+        the getter check in ``_flush``).
         """
         if not updates:
             return
@@ -862,8 +860,8 @@ class FanoutServer:
             direct = (
                 not client.outbox.waiting
                 and not client.sending
+                and not ws.paused
                 and ws.protocol.state is State.OPEN
-                and transport.get_write_buffer_size() < _WRITE_HIGH_WATER
             )
             if getter is None:
                 share = pushed
