@@ -879,14 +879,15 @@ class FanoutServer:
                     if not count:
                         continue
                     if count <= batch_max:
-                        data = b"[" + b",".join(parts) + b"]"
+                        body = b",".join(parts)
+                        size = len(body) + 2  # the payload: "[" body "]"
                         try:
-                            transport.write(text_frame_header(len(data)) + data)
+                            transport.write(b"".join((text_frame_header(size), b"[", body, b"]")))
                         except Exception as exc:  # the connection is going away
                             logger.debug("%r: direct write failed: %s", client, exc)
                             continue
                         frames += 1
-                        sent_bytes += len(data)
+                        sent_bytes += size
                         messages += count
                         client.outbox.stats.sent += count
                         oldest = min(getter(table.published))

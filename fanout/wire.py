@@ -8,13 +8,18 @@ negotiate no extension, so the RSV bits are 0; FIN is set (no fragmentation).
 
 from __future__ import annotations
 
+import struct
+
 _TEXT_FIN = 0x81  # FIN + opcode 0x1 (text)
+_SHORT = struct.Struct("!BB").pack
+_MEDIUM = struct.Struct("!BBH").pack  # 16-bit extended length
+_LONG = struct.Struct("!BBQ").pack  # 64-bit extended length
 
 
 def text_frame_header(length: int) -> bytes:
     """The header of an unmasked, unfragmented text frame with a ``length``-byte payload."""
     if length < 126:
-        return bytes((_TEXT_FIN, length))
+        return _SHORT(_TEXT_FIN, length)
     if length < 65536:
-        return bytes((_TEXT_FIN, 126)) + length.to_bytes(2, "big")
-    return bytes((_TEXT_FIN, 127)) + length.to_bytes(8, "big")
+        return _MEDIUM(_TEXT_FIN, 126, length)
+    return _LONG(_TEXT_FIN, 127, length)
