@@ -3,7 +3,8 @@
 Tasks (all on one event loop, so the synchronous sections below are atomic):
 
 - one **bus reader** decodes ``EventBatch`` records and feeds every tier's ``Conflator``;
-  the realtime tier's updates are distributed at once, per bus batch;
+  the realtime tier's updates are distributed at once, per bus batch; while the realtime
+  tier has no subscriber, each read is conflated once (one update per key) for all tiers;
 - one **ticker** ticks the interval tiers (``200ms``, ``1s``) and distributes their changes;
 - per client, a **handler** reads client messages (auth, subscribe, unsubscribe) and a
   **relay** drains the client's ``ConflatingOutbox`` into frames.
