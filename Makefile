@@ -5,7 +5,7 @@ VENV := .venv
 INSTALLED := $(VENV)/.installed
 
 # The compiled normalizer core is built by pip (setup.py): rebuild when its sources change.
-$(INSTALLED): pyproject.toml setup.py scripts/bootstrap.sh $(wildcard normalize/_fastcore/*)
+$(INSTALLED): pyproject.toml setup.py scripts/bootstrap.sh $(wildcard normalize/_fastcore/*) fanout/_fastwrite.c
 	scripts/bootstrap.sh
 
 install: $(INSTALLED)

@@ -1,4 +1,5 @@
-"""Build the compiled normalizer core ``normalize._fastcore`` (a CPython C extension).
+"""Build the C extensions: the normalizer core ``normalize._fastcore`` and the fanout's
+direct write path ``fanout._fastwrite``.
 
 All project metadata lives in pyproject.toml; this file only declares the extension, because
 setuptools takes C extensions from ``setup.py``. ``pip install -e .`` (scripts/bootstrap.sh)
@@ -28,6 +29,11 @@ setup(
             sources=[f"normalize/_fastcore/{name}" for name in _SOURCES],
             depends=[f"normalize/_fastcore/{name}" for name in _DEPENDS],
             extra_compile_args=_FLAGS,
-        )
+        ),
+        Extension(
+            "fanout._fastwrite",
+            sources=["fanout/_fastwrite.c"],
+            extra_compile_args=_FLAGS,
+        ),
     ]
 )

@@ -47,6 +47,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from conflate import Channel, Conflator, TierTable, UnknownTierError, Update, UpdateBuilder
+from fanout._fastwrite import write_direct
 from fanout.auth import Authenticator
 from fanout.errors import (
     AuthFailedError,
@@ -94,7 +95,7 @@ _TEXT_PLAIN = "text/plain; charset=utf-8"
 # Channels whose named subscriptions a busy tick can serve by pull (``_distribute``).
 _PULLED = (Channel.TRADES, Channel.QUOTES)
 # A publish time later than any real one: "no update" in a ``_PullTable``.
-_NEVER = 1 << 63
+_NEVER = (1 << 63) - 1  # also the largest int64, for fanout._fastwrite
 # Clients served per step of a distribution before yielding to the event loop (~10-20 ms).
 _FLUSH_CHUNK = 1000
 
@@ -265,16 +266,14 @@ class _Routes:
 class _PullTable:
     """One busy tick's pulled updates, laid out by slot (``_Routes.slots``): the encoded
     fragment, the index in the tick's update list and the publish time; ``None`` where a
-    slot's key did not change (``_NEVER`` for the time, so ``min`` needs no filter).
-    ``full``: every slot in use has its update (no ``None`` to filter out)."""
+    slot's key did not change (``_NEVER`` for the time, so ``min`` needs no filter)."""
 
-    __slots__ = ("fragments", "full", "indexes", "published")
+    __slots__ = ("fragments", "indexes", "published")
 
     def __init__(self, size: int) -> None:
         self.fragments: list[bytes | None] = [None] * size
         self.indexes: list[int | None] = [None] * size
         self.published: list[int] = [_NEVER] * size
-        self.full = False
 
 
 class FanoutServer:
@@ -778,7 +777,6 @@ class FanoutServer:
             changed = sum(1 for update in updates if update.key in slots)
             if 2 * changed >= len(slots):
                 table = _PullTable(routes.slot_count)
-                table.full = changed == len(slots)
         touched: list[_Client] = []
         fragments: list[str] = []
         for index, update in enumerate(updates):
@@ -848,6 +846,14 @@ class FanoutServer:
         latency = self.metrics.latency.observe
         getters = routes.getters
         frames = sent_bytes = messages = 0
+        if table is not None:
+            # The caught-up clients of a pulled tick, all of it in C (``fanout._fastwrite``:
+            # the same checks and frames as the path below); the others come back in
+            # ``work`` for the path below.
+            frames, sent_bytes, messages, work, delays = write_direct(
+                work, getters, table.fragments, table.published, batch_max, State.OPEN, _NEVER
+            )
+            self.metrics.latency.observe_all_ns(delays)
         queued: list[_Client] = []
         for client, getter in work:
             pushed = client.pending
@@ -871,30 +877,6 @@ class FanoutServer:
                 # The getter captured at routing time: a (un)subscribe since then made a
                 # new one, and the share is filtered by what the client receives now.
                 current = getters.get(client) is getter
-                if direct and current and not pushed:
-                    # The common case, all in C: the client's fragments, joined.
-                    parts = getter(table.fragments)
-                    if not table.full:
-                        parts = [*filter(None, parts)]
-                    count = len(parts)
-                    if not count:
-                        continue
-                    if count <= batch_max:
-                        body = b",".join(parts)
-                        size = len(body) + 2  # the payload: "[" body "]"
-                        try:
-                            transport.write(b"".join((text_frame_header(size), b"[", body, b"]")))
-                        except Exception as exc:  # the connection is going away
-                            logger.debug("%r: direct write failed: %s", client, exc)
-                            continue
-                        frames += 1
-                        sent_bytes += size
-                        messages += count
-                        client.outbox.stats.sent += count
-                        oldest = min(getter(table.published))
-                        if oldest != _NEVER:
-                            latency((time.time_ns() - oldest) / 1e9)
-                        continue
                 share = [i for i in getter(table.indexes) if i is not None]
                 if not current:
                     receives = client.session.receives
