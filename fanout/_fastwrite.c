@@ -6,14 +6,15 @@
  * second that loop's Python overhead was about a third of the server's core; this is the
  * same loop for the clients that take the direct path, one C call per chunk.
  *
- * write_direct(work, getters, fragments, published, batch_max, state_open, never)
+ * write_direct(work, getters, entries, batch_max, state_open, base_ns)
  *     -> (frames, payload_bytes, messages, rest, delays_ns)
  *
  * work       list of (client, getter) pairs (fanout.server._Client, captured getter or None)
  * getters    the tier's current getters (_Routes.getters): a client whose getter changed
  *            since routing (it subscribed or unsubscribed) is not on the direct path
- * fragments  the tick's _PullTable.fragments (bytes or None by slot)
- * published  the tick's _PullTable.published (int ns by slot, `never` where none)
+ * entries    the tick's _PullTable.entries: by slot, None (no update) or the pair (the
+ *            update's JSON fragment as bytes, its publish time in ns after base_ns as a
+ *            float; inf when unknown); one getter call reads both
  *
  * A client is written here only if it is caught up, exactly the conditions of the Python
  * path: no pushed share pending, not evicted, empty outbox, relay not sending, transport not
@@ -25,6 +26,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -98,24 +100,35 @@ static int caught_up(PyObject *client, PyObject *getter, PyObject *getters, PyOb
     return 1;
 }
 
-/* The frame of `parts` (bytes, None skipped): header, "[", parts joined by ",", "]".
- * Returns a new bytes object, or NULL with *count 0 when there is nothing to send (no error
- * set), or NULL with an error. *payload is the payload length (without the header). */
-static PyObject *build_frame(PyObject *const *parts, Py_ssize_t n, Py_ssize_t *count,
-                             Py_ssize_t *payload)
+/* The frame of a client's `entries` (None, or a (fragment bytes, publish float) pair, None
+ * skipped): header, "[", fragments joined by ",", "]". Returns a new bytes object, or NULL
+ * with *count 0 when there is nothing to send (no error set), or NULL with an error.
+ * *payload is the payload length (without the header), *oldest the smallest publish time
+ * (inf when none). */
+static PyObject *build_frame(PyObject *const *entries, Py_ssize_t n, Py_ssize_t *count,
+                             Py_ssize_t *payload, double *oldest)
 {
     Py_ssize_t size = 0, k = 0;
+    double best = INFINITY;
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (parts[i] == Py_None)
+        PyObject *entry = entries[i];
+        if (entry == Py_None)
             continue;
-        if (!PyBytes_Check(parts[i])) {
-            PyErr_SetString(PyExc_TypeError, "write_direct: fragments must be bytes or None");
+        if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2 ||
+            !PyBytes_CheckExact(PyTuple_GET_ITEM(entry, 0)) ||
+            !PyFloat_CheckExact(PyTuple_GET_ITEM(entry, 1))) {
+            PyErr_SetString(PyExc_TypeError,
+                            "write_direct: entries must be None or (bytes, float) pairs");
             return NULL;
         }
-        size += PyBytes_GET_SIZE(parts[i]);
+        size += PyBytes_GET_SIZE(PyTuple_GET_ITEM(entry, 0));
+        double t = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(entry, 1));
+        if (t < best)
+            best = t;
         k++;
     }
     *count = k;
+    *oldest = best;
     if (k == 0)
         return NULL;
     Py_ssize_t length = size + (k - 1) + 2; /* commas, brackets */
@@ -141,45 +154,19 @@ static PyObject *build_frame(PyObject *const *parts, Py_ssize_t n, Py_ssize_t *c
     *p++ = '[';
     int first = 1;
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (parts[i] == Py_None)
+        if (entries[i] == Py_None)
             continue;
         if (!first)
             *p++ = ',';
         first = 0;
-        Py_ssize_t len = PyBytes_GET_SIZE(parts[i]);
-        memcpy(p, PyBytes_AS_STRING(parts[i]), (size_t)len);
+        PyObject *fragment = PyTuple_GET_ITEM(entries[i], 0);
+        Py_ssize_t len = PyBytes_GET_SIZE(fragment);
+        memcpy(p, PyBytes_AS_STRING(fragment), (size_t)len);
         p += len;
     }
     *p = ']';
     *payload = length;
     return frame;
-}
-
-/* The oldest publish time among the getter's slots of `published` (`never` if none). */
-static int oldest_publish(PyObject *getter, PyObject *published, int64_t never, int64_t *oldest)
-{
-    PyObject *times = PyObject_CallOneArg(getter, published);
-    if (times == NULL)
-        return -1;
-    PyObject *seq = PySequence_Fast(times, "write_direct: a getter must return a sequence");
-    Py_DECREF(times);
-    if (seq == NULL)
-        return -1;
-    int64_t best = never;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject **items = PySequence_Fast_ITEMS(seq);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        int64_t t = PyLong_AsLongLong(items[i]);
-        if (t == -1 && PyErr_Occurred()) {
-            Py_DECREF(seq);
-            return -1;
-        }
-        if (t < best)
-            best = t;
-    }
-    Py_DECREF(seq);
-    *oldest = best;
-    return 0;
 }
 
 static int add_sent(PyObject *client, Py_ssize_t count)
@@ -209,15 +196,15 @@ static int add_sent(PyObject *client, Py_ssize_t count)
 static PyObject *write_direct(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 7) {
-        PyErr_Format(PyExc_TypeError, "write_direct() takes 7 arguments (%zd given)", nargs);
+    if (nargs != 6) {
+        PyErr_Format(PyExc_TypeError, "write_direct() takes 6 arguments (%zd given)", nargs);
         return NULL;
     }
-    PyObject *work = args[0], *getters = args[1], *fragments = args[2], *published = args[3];
-    Py_ssize_t batch_max = PyLong_AsSsize_t(args[4]);
-    PyObject *state_open = args[5];
-    int64_t never = PyLong_AsLongLong(args[6]);
-    if ((batch_max == -1 && PyErr_Occurred()) || (never == -1 && PyErr_Occurred()))
+    PyObject *work = args[0], *getters = args[1], *entries = args[2];
+    Py_ssize_t batch_max = PyLong_AsSsize_t(args[3]);
+    PyObject *state_open = args[4];
+    int64_t base_ns = PyLong_AsLongLong(args[5]);
+    if ((batch_max == -1 && PyErr_Occurred()) || (base_ns == -1 && PyErr_Occurred()))
         return NULL;
     if (!PyList_Check(work) || !PyDict_Check(getters)) {
         PyErr_SetString(PyExc_TypeError, "write_direct: work must be a list, getters a dict");
@@ -244,7 +231,7 @@ static PyObject *write_direct(PyObject *module, PyObject *const *args, Py_ssize_
                 goto error;
             continue;
         }
-        PyObject *parts = PyObject_CallOneArg(getter, fragments);
+        PyObject *parts = PyObject_CallOneArg(getter, entries);
         PyObject *seq = parts == NULL
                             ? NULL
                             : PySequence_Fast(parts, "write_direct: a getter must return a sequence");
@@ -254,8 +241,9 @@ static PyObject *write_direct(PyObject *module, PyObject *const *args, Py_ssize_
             goto error;
         }
         Py_ssize_t count = 0, payload = 0;
+        double oldest;
         PyObject *frame = build_frame(PySequence_Fast_ITEMS(seq), PySequence_Fast_GET_SIZE(seq),
-                                      &count, &payload);
+                                      &count, &payload, &oldest);
         Py_DECREF(seq);
         if (frame == NULL) {
             Py_DECREF(ws);
@@ -289,11 +277,8 @@ static PyObject *write_direct(PyObject *module, PyObject *const *args, Py_ssize_
         messages += count;
         if (add_sent(client, count) < 0)
             goto error;
-        int64_t oldest;
-        if (oldest_publish(getter, published, never, &oldest) < 0)
-            goto error;
-        if (oldest != never) {
-            PyObject *delay = PyLong_FromLongLong(now_ns() - oldest);
+        if (isfinite(oldest)) {
+            PyObject *delay = PyLong_FromLongLong(now_ns() - base_ns - (int64_t)oldest);
             if (delay == NULL || PyList_Append(delays, delay) < 0) {
                 Py_XDECREF(delay);
                 goto error;
@@ -310,7 +295,7 @@ error:
 
 static PyMethodDef module_methods[] = {
     {"write_direct", (PyCFunction)(void (*)(void))write_direct, METH_FASTCALL,
-     "write_direct(work, getters, fragments, published, batch_max, state_open, never)"
+     "write_direct(work, getters, entries, batch_max, state_open, base_ns)"
      " -> (frames, payload_bytes, messages, rest, delays_ns): see the module source."},
     {NULL, NULL, 0, NULL},
 };

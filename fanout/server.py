@@ -94,8 +94,8 @@ _TEXT_PLAIN = "text/plain; charset=utf-8"
 # ``State.OPEN`` check keeps data from following a close frame.
 # Channels whose named subscriptions a busy tick can serve by pull (``_distribute``).
 _PULLED = (Channel.TRADES, Channel.QUOTES)
-# A publish time later than any real one: "no update" in a ``_PullTable``.
-_NEVER = (1 << 63) - 1  # also the largest int64, for fanout._fastwrite
+# The publish time of an update without one, in a ``_PullTable``: no latency to observe.
+_UNKNOWN = float("inf")
 # Clients served per step of a distribution before yielding to the event loop (~10-20 ms).
 _FLUSH_CHUNK = 1000
 
@@ -264,16 +264,17 @@ class _Routes:
 
 
 class _PullTable:
-    """One busy tick's pulled updates, laid out by slot (``_Routes.slots``): the encoded
-    fragment, the index in the tick's update list and the publish time; ``None`` where a
-    slot's key did not change (``_NEVER`` for the time, so ``min`` needs no filter)."""
+    """One busy tick's pulled updates, laid out by slot (``_Routes.slots``), ``None`` where
+    a slot's key did not change: ``entries`` for ``fanout._fastwrite`` (the encoded
+    fragment and the publish time in ns after ``base_ns`` as a float, ``inf`` if unknown),
+    ``indexes`` into the tick's update list for the Python path."""
 
-    __slots__ = ("fragments", "indexes", "published")
+    __slots__ = ("base_ns", "entries", "indexes")
 
-    def __init__(self, size: int) -> None:
-        self.fragments: list[bytes | None] = [None] * size
+    def __init__(self, size: int, base_ns: int) -> None:
+        self.base_ns = base_ns
+        self.entries: list[tuple[bytes, float] | None] = [None] * size
         self.indexes: list[int | None] = [None] * size
-        self.published: list[int] = [_NEVER] * size
 
 
 class FanoutServer:
@@ -776,7 +777,7 @@ class FanoutServer:
         if slots and not self.conflators[tier].tier.realtime:
             changed = sum(1 for update in updates if update.key in slots)
             if 2 * changed >= len(slots):
-                table = _PullTable(routes.slot_count)
+                table = _PullTable(routes.slot_count, now_ns)
         touched: list[_Client] = []
         fragments: list[str] = []
         for index, update in enumerate(updates):
@@ -786,9 +787,10 @@ class FanoutServer:
             if slot is not None:
                 text = encode_update(update)
                 fragments.append(text)
-                table.fragments[slot] = text.encode()
+                published = update.publish_ts_ns
+                age = float(published - now_ns) if published else _UNKNOWN
+                table.entries[slot] = (text.encode(), age)
                 table.indexes[slot] = index
-                table.published[slot] = update.publish_ts_ns or _NEVER
                 named = None
             else:
                 named = explicit.get((channel, update.symbol))
@@ -851,7 +853,7 @@ class FanoutServer:
             # the same checks and frames as the path below); the others come back in
             # ``work`` for the path below.
             frames, sent_bytes, messages, work, delays = write_direct(
-                work, getters, table.fragments, table.published, batch_max, State.OPEN, _NEVER
+                work, getters, table.entries, batch_max, State.OPEN, table.base_ns
             )
             self.metrics.latency.observe_all_ns(delays)
         queued: list[_Client] = []

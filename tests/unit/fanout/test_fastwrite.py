@@ -16,7 +16,8 @@ from websockets.protocol import State
 
 from fanout._fastwrite import write_direct
 
-NEVER = (1 << 63) - 1
+UNKNOWN = float("inf")  # an update without a publish time
+BASE = 0  # publish times are ns after BASE
 
 
 class Transport:
@@ -65,18 +66,17 @@ def text_frame(payload: bytes) -> bytes:
     return Frame(OP_TEXT, payload).serialize(mask=False, extensions=[])
 
 
-FRAGMENTS = [b'{"a":1}', None, b'{"c":3}', b'{"d":4}']
-PUBLISHED = [1_000, NEVER, 3_000, 500]
+ENTRIES = [(b'{"a":1}', 1_000.0), None, (b'{"c":3}', 3_000.0), (b'{"d":4}', 500.0)]
 
 
-def test_a_caught_up_client_gets_one_text_frame_of_its_fragments_and_nothing_is_skipped():
+def test_a_caught_up_client_gets_one_text_frame_of_its_fragments_and_a_delay():
     """Slots 0, 1 (no update this tick), 2: one frame [a,c]; counts, bytes, the sent
     counter and one delay measured from the oldest of its publish times (1,000 ns)."""
     client = Client()
     getter = itemgetter(0, 1, 2)
     before = time.time_ns()
     frames, payload, messages, rest, delays = write_direct(
-        [(client, getter)], {client: getter}, FRAGMENTS, PUBLISHED, 500, State.OPEN, NEVER
+        [(client, getter)], {client: getter}, ENTRIES, 500, State.OPEN, BASE
     )
     after = time.time_ns()
     body = b'[{"a":1},{"c":3}]'
@@ -89,11 +89,15 @@ def test_a_caught_up_client_gets_one_text_frame_of_its_fragments_and_nothing_is_
 
 @pytest.mark.parametrize("size", [1, 125, 126, 65_535, 65_536, 200_000])
 def test_frames_of_every_header_size_are_the_frames_websockets_writes(size: int):
-    """One fragment making a payload of ``size`` bytes ("[" + fragment + "]")."""
+    """One fragment making a payload of ``size`` bytes ("[" + fragment + "]"), with no
+    publish time."""
     client = Client()
     getter = itemgetter(slice(0, 1))
     fragment = b"x" * (size - 2) if size >= 2 else b""
-    write_direct([(client, getter)], {client: getter}, [fragment], [NEVER], 500, State.OPEN, NEVER)
+    *_, delays = write_direct(
+        [(client, getter)], {client: getter}, [(fragment, UNKNOWN)], 500, State.OPEN, BASE
+    )
+    assert delays == []  # no publish time, no latency observation
     if size < 2:
         assert client.ws.transport.written == [text_frame(b"[]")]
     else:
@@ -115,7 +119,7 @@ def test_frames_of_every_header_size_are_the_frames_websockets_writes(size: int)
 def test_a_client_not_caught_up_is_returned_for_the_python_path_untouched(client):
     getter = itemgetter(0, 2)
     item = (client, getter)
-    result = write_direct([item], {client: getter}, FRAGMENTS, PUBLISHED, 500, State.OPEN, NEVER)
+    result = write_direct([item], {client: getter}, ENTRIES, 500, State.OPEN, BASE)
     assert result == (0, 0, 0, [item], [])
     assert client.ws.transport.written == []
     assert client.outbox.stats.sent == 0
@@ -135,7 +139,7 @@ def test_changed_getters_push_only_and_big_shares_go_back_in_order_empty_shares_
     ]
     getters = {changed: itemgetter(0), big: work[2][1], idle: work[3][1], fine: work[4][1]}
     frames, payload, messages, rest, delays = write_direct(
-        work, getters, FRAGMENTS, PUBLISHED, 2, State.OPEN, NEVER
+        work, getters, ENTRIES, 2, State.OPEN, BASE
     )
     assert rest == [work[0], work[1], work[2]]
     assert (frames, messages, len(delays)) == (1, 2, 1)
@@ -149,11 +153,10 @@ def test_a_write_that_raises_is_dropped_and_the_others_are_still_written():
     frames, _, messages, rest, _ = write_direct(
         [(gone, getter), (fine, getter)],
         {gone: getter, fine: getter},
-        FRAGMENTS,
-        PUBLISHED,
+        ENTRIES,
         500,
         State.OPEN,
-        NEVER,
+        BASE,
     )
     assert (frames, messages, rest) == (1, 2, [])
     assert gone.outbox.stats.sent == 0
@@ -162,10 +165,12 @@ def test_a_write_that_raises_is_dropped_and_the_others_are_still_written():
 
 def test_bad_arguments_raise_clear_errors():
     client = Client()
-    getter = itemgetter(0)
-    with pytest.raises(TypeError, match="fragments must be bytes or None"):
-        write_direct([(client, getter)], {client: getter}, ["text"], [1], 500, State.OPEN, NEVER)
+    getter = itemgetter(slice(0, 1))
+    for bad in (["text"], [("text", 1.0)], [(b"{}", 1)], [(b"{}",)]):
+        with pytest.raises(TypeError, match=r"entries must be None or \(bytes, float\) pairs"):
+            write_direct([(client, getter)], {client: getter}, bad, 500, State.OPEN, BASE)
     with pytest.raises(TypeError, match="work items are"):
-        write_direct([client], {}, [], [], 500, State.OPEN, NEVER)
-    with pytest.raises(TypeError, match="takes 7 arguments"):
-        write_direct([], {}, [], [])
+        write_direct([client], {}, [], 500, State.OPEN, BASE)
+    with pytest.raises(TypeError, match="takes 6 arguments"):
+        write_direct([], {}, [])
+    assert client.ws.transport.written == []
