@@ -267,8 +267,10 @@ static PyObject *write_direct(PyObject *module, PyObject *const *args, Py_ssize_
         PyObject *written = PyObject_CallMethodOneArg(transport, s_write, frame);
         Py_DECREF(transport);
         Py_DECREF(frame);
-        if (written == NULL) { /* the connection is going away: as the Python path does */
-            PyErr_Clear();
+        if (written == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_Exception))
+                goto error; /* KeyboardInterrupt, SystemExit: not ours to swallow */
+            PyErr_Clear(); /* the connection is going away: as the Python path does */
             continue;
         }
         Py_DECREF(written);
