@@ -10,7 +10,8 @@ Tasks (all on one event loop, so the synchronous sections below are atomic):
   **relay** drains the client's ``ConflatingOutbox`` into frames.
 
 Distribution never awaits a socket (websockets' broadcast guidance): a caught-up client's
-frame is written to its transport at once, as ``websockets.broadcast`` does; a client with
+frame is written to its transport at once, as ``websockets.broadcast`` does (for a busy
+tick, in C: ``fanout._fastwrite``); a client with
 anything waiting gets the update pushed into its bounded ``ConflatingOutbox`` and its relay
 woken. A stalled client costs one bounded queue and delays no one. A client whose queue
 overflows, or that stays behind for ``slow_client_s``, is evicted: error 407 and close code
