@@ -86,11 +86,10 @@ def test_raw_entries_that_do_not_sum_to_zero_fail_at_commit_naming_the_transacti
     """Entries inserted one statement at a time may be unbalanced in between (the check is
     deferred); at commit the transaction's sum is checked, once, and nothing is kept."""
     user, ids = funded
-    with pytest.raises(psycopg.Error) as caught:
-        with conn.transaction():
-            tx = raw_transaction(conn, user)
-            raw_entries(conn, tx, (ids["bank"], "USD", -250))
-            raw_entries(conn, tx, (ids["cash_settled"], "USD", 200))
+    with pytest.raises(psycopg.Error) as caught, conn.transaction():
+        tx = raw_transaction(conn, user)
+        raw_entries(conn, tx, (ids["bank"], "USD", -250))
+        raw_entries(conn, tx, (ids["cash_settled"], "USD", 200))
     assert caught.value.sqlstate == "TPL01"
     assert f"ledger transaction {tx} is unbalanced: asset USD sums to -50" in str(caught.value)
     assert settled(conn, user) == 10000
@@ -102,11 +101,10 @@ def test_two_journal_transactions_in_one_database_transaction_are_each_checked(
     """A deposit through the API and a raw unbalanced transaction in one database
     transaction: the commit fails on the raw one, and the deposit is rolled back with it."""
     user, ids = funded
-    with pytest.raises(psycopg.Error) as caught:
-        with conn.transaction():
-            ledger.deposit(user, 500, idempotency_key="inside")
-            tx = raw_transaction(conn, user)
-            raw_entries(conn, tx, (ids["cash_settled"], "USD", 7))
+    with pytest.raises(psycopg.Error) as caught, conn.transaction():
+        ledger.deposit(user, 500, idempotency_key="inside")
+        tx = raw_transaction(conn, user)
+        raw_entries(conn, tx, (ids["cash_settled"], "USD", 7))
     assert caught.value.sqlstate == "TPL01"
     assert f"ledger transaction {tx} is unbalanced: asset USD sums to 7" in str(caught.value)
     assert settled(conn, user) == 10000
@@ -182,13 +180,12 @@ def test_a_savepoint_rolled_back_after_an_early_check_puts_the_check_back(conn, 
     """The early check ran inside a savepoint that is rolled back: the check is pending again
     and runs at commit, so an unbalanced transaction still cannot commit."""
     user, ids = funded
-    with pytest.raises(psycopg.Error) as caught:
-        with conn.transaction():
-            tx = raw_transaction(conn, user)
-            raw_entries(conn, tx, (ids["cash_settled"], "USD", 11))
-            with pytest.raises(psycopg.Error), conn.transaction():
-                conn.execute("SET CONSTRAINTS ALL IMMEDIATE")  # fails: sums to 11
-            conn.execute("SET CONSTRAINTS ALL DEFERRED")
+    with pytest.raises(psycopg.Error) as caught, conn.transaction():
+        tx = raw_transaction(conn, user)
+        raw_entries(conn, tx, (ids["cash_settled"], "USD", 11))
+        with pytest.raises(psycopg.Error), conn.transaction():
+            conn.execute("SET CONSTRAINTS ALL IMMEDIATE")  # fails: sums to 11
+        conn.execute("SET CONSTRAINTS ALL DEFERRED")
     assert caught.value.sqlstate == "TPL01"
     assert f"ledger transaction {tx} is unbalanced: asset USD sums to 11" in str(caught.value)
 
