@@ -133,7 +133,7 @@ def _async_process(dsn: str, clients: int, seconds: float, out: mp.Queue) -> Non
 
         try:
             per_client = await asyncio.gather(
-                *(loop(lg, u) for lg, u in zip(ledgers, users, strict=False))
+                *(loop(lg, u) for lg, u in zip(ledgers, users, strict=True))
             )
         finally:
             for conn in conns:
