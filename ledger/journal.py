@@ -23,6 +23,7 @@ entry row is new. Every operation touches one user only, so users never wait for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import uuid
@@ -205,9 +206,13 @@ async def _call_prepared_async(
                     return outcome
                 del names[query]
         except asyncio.CancelledError:
-            # Cancelled mid-command: the connection may still owe a result, and nobody will
-            # read it. Close it rather than leave it half-way for the next caller (a pool
-            # discards a closed connection).
+            # Cancelled mid-command: ask the server to cancel the statement (a blocking
+            # request, one short loopback connection), then close this connection rather than
+            # leave it owing a result to the next caller (a pool discards a closed one). A
+            # statement that finished first has committed: a retry with the same idempotency
+            # key then returns its receipt.
+            with contextlib.suppress(psycopg.Error):
+                pgconn.get_cancel().cancel()
             pgconn.finish()
             raise
     raise AssertionError("unreachable")

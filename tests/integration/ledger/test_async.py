@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -204,3 +205,67 @@ async def test_one_of_a_hundred_concurrent_100_dollar_holds_succeeds(migrated_ds
         assert (await ledger.balances(user)).cash == AssetBalances(10000, 0, 10000)
     with psycopg.connect(migrated_dsn) as conn:
         assert reconcile(conn).ok and verify(conn).ok
+
+
+async def test_each_operation_is_one_statement_and_survives_a_lost_prepared_statement(
+    aconn, new_user
+):
+    """On an autocommit connection each operation sends one statement (libpq trace); after
+    DISCARD ALL drops the prepared calls, the next operation prepares again and books."""
+    from tests.integration.ledger.test_ledger_pg import statements_sent
+
+    user = new_user()
+    ledger = AsyncLedger.over_connection(aconn)
+    await ledger.deposit(user, 100000, idempotency_key="warm")
+    await ledger.book_fill(
+        user, symbol="AAPL", side="buy", quantity=1, price_cents=100,
+        executed_at=THURSDAY, idempotency_key="warm-fill",
+    )  # fmt: skip
+    with tempfile.TemporaryFile("w+") as trace:
+        aconn.pgconn.trace(trace.fileno())
+        aconn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        hold = await ledger.place_hold(user, asset="USD", amount=10200, idempotency_key="h")
+        await ledger.book_fill(
+            user, symbol="AAPL", side="buy", quantity=10, price_cents=1000, fee_cents=100,
+            executed_at=THURSDAY, idempotency_key="f", hold_id=hold.hold_id,
+        )  # fmt: skip
+        await ledger.release_hold(user, hold.hold_id, idempotency_key="r")
+        aconn.pgconn.untrace()
+        trace.seek(0)
+        assert statements_sent(trace.read()) == 3
+    await aconn.execute("DISCARD ALL")
+    await ledger.place_hold(user, asset="USD", amount=50, idempotency_key="h2")
+    assert aconn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert (await ledger.balances(user)).cash == AssetBalances(100000 - 100 - 10100, 0, 50)
+
+
+async def test_an_operation_cancelled_mid_call_closes_its_connection(migrated_dsn, new_user):
+    """A task cancelled while its call waits for the server (held up by another session's
+    lock on the user's chain): the statement is cancelled on the server and the connection
+    closed, so nothing half-read is left behind and the hold is never booked."""
+    user = new_user()
+    ledger_conn = await psycopg.AsyncConnection.connect(migrated_dsn, autocommit=True)
+    ledger = AsyncLedger.over_connection(ledger_conn)
+    await ledger.deposit(user, 1000, idempotency_key="fund")
+    async with await psycopg.AsyncConnection.connect(migrated_dsn) as blocker:
+        await blocker.execute("SELECT 1 FROM ledger_chains WHERE user_id = %s FOR UPDATE", (user,))
+        task = asyncio.create_task(
+            ledger.place_hold(user, asset="USD", amount=100, idempotency_key="stuck")
+        )
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert ledger_conn.closed
+        for _ in range(100):  # the cancelled backend stops waiting for the chain lock
+            cursor = await blocker.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            )
+            if (await cursor.fetchone())[0] == 0:
+                break
+            await asyncio.sleep(0.05)
+        await blocker.rollback()
+        await asyncio.sleep(0.2)
+    with psycopg.connect(migrated_dsn) as conn:
+        assert Ledger.over_connection(conn).balances(user).cash == AssetBalances(1000, 0, 0)
