@@ -11,6 +11,10 @@ connection is in autocommit mode, so each operation is one statement, its own tr
 round trip (``ledger.journal.call``).
 Target (issue 6): at 8 clients, ledger transactions/s >= 50% of pgbench TPS, p99 < 20 ms.
 
+A second shape, "async", is printed next to it: one asyncio process with a connection (and user)
+per client, the same loop through ``AsyncLedger`` (how pgbench drives its clients from a few
+threads). The target is judged on the process-per-client figure (see benchmarks/README.md).
+
 A diagnostic column, not part of the target: "fn via pgbench" runs the same hold + fill
 function calls from pgbench itself (a custom script, C client, same client count, each client
 its own user), so the database's share and the Python client's share of the cost can be told

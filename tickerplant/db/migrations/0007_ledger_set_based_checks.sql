@@ -17,6 +17,13 @@
 --   * the CHECKs on an account's owner, asset and kind (which never change) run when the row
 --     is inserted, by a trigger, instead of being planned and evaluated again on every
 --     balance UPDATE; the balance CHECKs (>= 0, cached iff user) stay CHECKs.
+--   * also: the entry trigger moves balances and checks in one statement, planned without
+--     sequential scans; the index on entries' account_id (the foreign key's) is dropped;
+--     balance and chain rows get room for HOT updates (fillfactor).
+--
+-- Errors: as before, 23503 for an entry naming no account/transaction, 23514 for a bad new
+-- account, TPL01 for an unbalanced transaction, TPL02 for a change the journal refuses (now
+-- also: an entry for a closed transaction, a change of an account's identity or existence).
 
 -- Accounts are permanent and keep their identity: what an entry names stays what it named.
 CREATE FUNCTION ledger_reject_account_change() RETURNS trigger LANGUAGE plpgsql AS $$
