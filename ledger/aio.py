@@ -28,7 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 from ledger import journal
 from ledger.calendar import ExchangeCalendar
 from ledger.errors import UnknownAccountError
-from ledger.money import Asset, UserId
+from ledger.money import UserId
 from ledger.rules import Side
 from ledger.service import (
     ACTIVITIES_SQL,
@@ -70,11 +70,9 @@ class AsyncLedger(LedgerRequests):
     ) -> None:
         if (pool is None) == (_connection is None):
             raise TypeError("pass a pool, or use AsyncLedger.over_connection(conn)")
+        super().__init__(calendar, clock)
         self._pool = pool
         self._conn = _connection
-        self.calendar = calendar or ExchangeCalendar()
-        self._clock = clock
-        self._known: set[tuple[int, Asset]] = set()
 
     @classmethod
     def over_connection(

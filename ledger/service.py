@@ -164,8 +164,10 @@ class LedgerRequests:
     the function call of each operation (:class:`Booking`), the TOTP verdict, and how rows
     read back become results. No I/O here."""
 
-    calendar: ExchangeCalendar
-    _clock: Callable[[], datetime]
+    def __init__(self, calendar: ExchangeCalendar | None, clock: Callable[[], datetime]) -> None:
+        self.calendar = calendar or ExchangeCalendar()
+        self._clock = clock
+        self._known: set[tuple[int, Asset]] = set()  # (user, asset) with accounts ensured
 
     def _deposit(
         self, user_id: UserId | int, amount_cents: int, key: str, metadata: dict[str, Any] | None
@@ -361,12 +363,9 @@ class Ledger(LedgerRequests):
     ) -> None:
         if (pool is None) == (_connection is None):
             raise TypeError("pass a pool, or use Ledger.over_connection(conn)")
+        super().__init__(calendar, clock)
         self._pool = pool
         self._conn = _connection
-        self.calendar = calendar or ExchangeCalendar()
-        self._clock = clock
-        self._known: set[tuple[int, Asset]] = set()
-        self._broker_ids: dict[journal.AccountKey, int] = {}
 
     @classmethod
     def over_connection(

@@ -95,18 +95,32 @@ ALTER TABLE ledger_transactions ALTER COLUMN created_xact SET DEFAULT pg_current
 -- reads as "checked, closed to entries". A row lock cannot be given back before the database
 -- transaction ends (only a rolled-back savepoint undoes it, and that also puts the check back
 -- in the queue), so nothing between the check and the commit can slip an entry in.
+-- The first asset whose entries in a transaction do not sum to zero, if any (a plain SQL
+-- function: inlined into the statement that calls it), and the error that reports it.
+CREATE FUNCTION ledger_unbalanced_asset(p_transaction_id uuid)
+RETURNS TABLE (asset text, total numeric) LANGUAGE sql STABLE AS $$
+    SELECT e.asset, sum(e.amount) FROM ledger_entries e
+    WHERE e.transaction_id = p_transaction_id
+    GROUP BY e.asset HAVING sum(e.amount) <> 0 LIMIT 1
+$$;
+
+CREATE FUNCTION ledger_raise_unbalanced(p_transaction_id uuid, p_asset text, p_total numeric)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'ledger transaction % is unbalanced: asset % sums to %',
+        p_transaction_id, p_asset, p_total
+        USING ERRCODE = 'TPL01';
+END;
+$$;
+
 CREATE FUNCTION ledger_check_transaction_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     unbalanced record;
 BEGIN
     PERFORM FROM ledger_transactions WHERE id = NEW.id FOR KEY SHARE;
-    SELECT asset, sum(amount) AS total INTO unbalanced
-    FROM ledger_entries WHERE transaction_id = NEW.id
-    GROUP BY asset HAVING sum(amount) <> 0 LIMIT 1;
+    SELECT u.asset, u.total INTO unbalanced FROM ledger_unbalanced_asset(NEW.id) u;
     IF FOUND THEN
-        RAISE EXCEPTION 'ledger transaction % is unbalanced: asset % sums to %',
-            NEW.id, unbalanced.asset, unbalanced.total
-            USING ERRCODE = 'TPL01';
+        PERFORM ledger_raise_unbalanced(NEW.id, unbalanced.asset, unbalanced.total);
     END IF;
     RETURN NULL;
 END;
@@ -159,13 +173,9 @@ BEGIN
             MESSAGE = format('insert into ledger_entries names no transaction %s',
                              bad.transaction_id);
     END IF;
-    SELECT asset, sum(amount) AS total INTO unbalanced
-    FROM ledger_entries WHERE transaction_id = bad.transaction_id
-    GROUP BY asset HAVING sum(amount) <> 0 LIMIT 1;
+    SELECT u.asset, u.total INTO unbalanced FROM ledger_unbalanced_asset(bad.transaction_id) u;
     IF FOUND THEN
-        RAISE EXCEPTION 'ledger transaction % is unbalanced: asset % sums to %',
-            bad.transaction_id, unbalanced.asset, unbalanced.total
-            USING ERRCODE = 'TPL01';
+        PERFORM ledger_raise_unbalanced(bad.transaction_id, unbalanced.asset, unbalanced.total);
     END IF;
     RAISE EXCEPTION 'the ledger journal is append-only: transaction % is closed to new entries'
         ' (they join a transaction only in the database transaction that created it, before'
