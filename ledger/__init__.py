@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ledger.aio import AsyncLedger
 from ledger.audit import (
     BalanceDifference,
     ChainBreak,
@@ -42,6 +43,7 @@ __all__ = [
     "ActivityPage",
     "Asset",
     "AssetBalances",
+    "AsyncLedger",
     "BalanceDifference",
     "Balances",
     "ChainBreak",

@@ -1,5 +1,9 @@
 """``Ledger``: the Python API the OMS and the HTTP router call. Sync psycopg.
 
+The asyncio twin, :class:`ledger.aio.AsyncLedger`, shares everything but the I/O with it:
+validation, request hashing and each operation's function call (:class:`LedgerRequests`
+builds a :class:`Booking`), the TOTP verdict, and the reads' SQL and result building.
+
 Each operation is one database transaction and one statement: the arguments are validated
 here, then its PL/pgSQL function (migration 0003, called through ``ledger.journal.call``) claims
 the idempotency key, locks in the order of ``ledger.journal``, checks the funds, writes the
@@ -11,6 +15,7 @@ mode that is one round trip per operation; inside a caller's transaction it is a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hmac
 import logging
 import re
@@ -133,7 +138,212 @@ def _check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
     return metadata
 
 
-class Ledger:
+@dataclass(frozen=True, slots=True)
+class Booking:
+    """One money-moving operation, validated and ready to send: its function call and the
+    facts its idempotency rests on. Built without I/O by :class:`LedgerRequests`; booked by
+    :class:`Ledger` (sync) or :class:`ledger.aio.AsyncLedger` (asyncio) in one statement."""
+
+    user: int
+    operation: str
+    key: str
+    digest: bytes  # the request's hash, compared when the key was used before
+    assets: list[Asset]  # whose accounts must exist before the call
+    query: LiteralString
+    args: tuple[Any, ...]  # the function's parameters after (user, key, digest)
+    totp_code: Any = None  # a withdrawal's one-time code, judged against the stored secret
+    needs_totp: bool = False
+
+    def params(self, totp: tuple[str | None, int | None] = (None, None)) -> tuple[Any, ...]:
+        extra = totp if self.needs_totp else ()
+        return (self.user, self.key, self.digest, *self.args, *extra)
+
+
+class LedgerRequests:
+    """What the sync and the async ledger share: argument validation, request hashing and
+    the function call of each operation (:class:`Booking`), the TOTP verdict, and how rows
+    read back become results. No I/O here."""
+
+    def __init__(self, calendar: ExchangeCalendar | None, clock: Callable[[], datetime]) -> None:
+        self.calendar = calendar or ExchangeCalendar()
+        self._clock = clock
+        self._known: set[tuple[int, Asset]] = set()  # (user, asset) with accounts ensured
+
+    def _deposit(
+        self, user_id: UserId | int, amount_cents: int, key: str, metadata: dict[str, Any] | None
+    ) -> Booking:
+        amount = check_cents("amount", amount_cents)
+        metadata = _check_metadata(metadata)
+        request = {"amount": amount, "metadata": metadata}
+        return _booking(
+            user_id, "deposit", request, key, [USD], journal.DEPOSIT,
+            (amount, Jsonb(metadata), self._clock()),
+        )  # fmt: skip
+
+    def _withdraw(
+        self,
+        user_id: UserId | int,
+        amount_cents: int,
+        totp_code: str,
+        key: str,
+        metadata: dict[str, Any] | None,
+    ) -> Booking:
+        amount = check_cents("amount", amount_cents)
+        metadata = _check_metadata(metadata)
+        request = {"amount": amount, "metadata": metadata}
+        booking = _booking(
+            user_id, "withdraw", request, key, [USD], journal.WITHDRAW,
+            (amount, Jsonb(metadata), self._clock()),
+        )  # fmt: skip
+        return dataclasses.replace(booking, totp_code=totp_code, needs_totp=True)
+
+    def _place_hold(
+        self, user_id: UserId | int, asset: str, amount: int, key: str, order_id: str | None
+    ) -> Booking:
+        asset = check_asset("asset", asset)
+        amount = check_cents("amount", amount) if asset == USD else check_shares("amount", amount)
+        request = {"asset": asset, "amount": amount, "order_id": order_id}
+        return _booking(
+            user_id, "place_hold", request, key, [asset], journal.PLACE_HOLD,
+            (asset, amount, order_id, self._clock()),
+        )  # fmt: skip
+
+    def _release_hold(self, user_id: UserId | int, hold_id: uuid.UUID, key: str) -> Booking:
+        request = {"hold_id": str(hold_id)}
+        # No accounts to ensure: a hold exists only where its accounts do.
+        return _booking(
+            user_id, "release_hold", request, key, [], journal.RELEASE_HOLD,
+            (hold_id, self._clock()),
+        )  # fmt: skip
+
+    def _book_fill(
+        self,
+        user_id: UserId | int,
+        symbol: str,
+        side: Side | str,
+        quantity: int,
+        price_cents: int,
+        fee_cents: int,
+        executed_at: datetime,
+        key: str,
+        hold_id: uuid.UUID | None,
+    ) -> Booking:
+        symbol = check_asset("symbol", symbol)
+        if symbol == USD:
+            raise InvalidAmountError("symbol", symbol, "a security symbol, not USD")
+        side = Side(side)
+        quantity = check_shares("quantity", quantity)
+        price = check_cents("price_cents", price_cents)
+        fee = check_cents("fee_cents", fee_cents, allow_zero=True)
+        if executed_at.tzinfo is None:
+            raise InvalidAmountError("executed_at", executed_at, "must be timezone-aware")
+        trade_date = self.calendar.trade_date(executed_at.astimezone(EXCHANGE_TZ).date())
+        settles = self.calendar.settlement_date(trade_date)
+        request = {
+            "symbol": symbol,
+            "side": side.value,
+            "quantity": quantity,
+            "price_cents": price,
+            "fee_cents": fee,
+            "executed_at": executed_at.astimezone(UTC).isoformat(),
+            "hold_id": str(hold_id) if hold_id else None,
+        }
+        return _booking(
+            user_id, "book_fill", request, key, [USD, symbol], journal.BOOK_FILL,
+            (symbol, side.value, quantity, price, fee, executed_at, trade_date, settles, hold_id),
+        )  # fmt: skip
+
+    def _totp_verdict(self, secret: str | None, code: Any) -> tuple[str | None, int | None]:
+        """Why ``code`` is refused (the withdrawal function raises the reason), or ``None`` and
+        the time step it matched, which the function accepts only once per user. ``secret``
+        is the user's stored one, ``None`` when not enrolled."""
+        if not isinstance(code, str) or not _TOTP_CODE.fullmatch(code):
+            return "expected a 6-digit code", None
+        if secret is None:
+            return "two-factor authentication is not enrolled", None
+        totp = pyotp.TOTP(secret)
+        step = totp.timecode(self._clock())
+        # One step of drift either way: a code typed just as it rolled over still counts.
+        # The latest matching step is the one recorded, so a code is never good twice.
+        for candidate in (step + 1, step, step - 1):
+            if hmac.compare_digest(totp.generate_otp(candidate), code):
+                return None, candidate
+        return "wrong or expired code", None
+
+
+def _booking(
+    user_id: UserId | int,
+    operation: str,
+    request: dict[str, Any],
+    key: str,
+    assets: list[Asset],
+    query: LiteralString,
+    args: tuple[Any, ...],
+) -> Booking:
+    user = int(user_id)
+    key = _check_key(key)
+    digest = journal.request_hash(operation, request)
+    return Booking(user, operation, key, digest, sorted(set(assets)), query, args)
+
+
+# Reads, shared by both ledgers: the SQL and how its rows become results.
+BALANCES_SQL: LiteralString = "SELECT asset, kind, balance FROM ledger_accounts WHERE user_id = %s"
+TOTP_SECRET_SQL: LiteralString = "SELECT secret FROM ledger_totp WHERE user_id = %s"
+ENROLL_TOTP_SQL: LiteralString = (
+    "INSERT INTO ledger_totp (user_id, secret) VALUES (%s, %s) ON CONFLICT"
+    " (user_id) DO UPDATE SET secret = EXCLUDED.secret, enrolled_at = now(),"
+    " last_step = NULL"
+)
+ACTIVITIES_SQL: LiteralString = """
+    SELECT t.id, t.chain_seq, t.kind, t.effective_at, t.settlement_date, t.metadata,
+           coalesce(json_agg(json_build_array(a.asset, a.kind, e.amount)
+                    ORDER BY e.id) FILTER (WHERE a.user_id IS NOT NULL), '[]')
+    FROM ledger_transactions t
+    JOIN ledger_entries e ON e.transaction_id = t.id
+    JOIN ledger_accounts a ON a.id = e.account_id
+    WHERE t.user_id = %s AND t.chain_seq < %s
+    GROUP BY t.id ORDER BY t.chain_seq DESC LIMIT %s
+"""
+
+
+def balances_from_rows(user_id: int, rows: list[tuple[str, str, int]]) -> Balances:
+    per_asset: dict[str, dict[AccountKind, int]] = {}
+    for asset, kind, balance in rows:
+        per_asset.setdefault(asset, {})[AccountKind(kind)] = balance
+    assets = {
+        asset: AssetBalances(*(kinds.get(k, 0) for k in rules.user_kinds(Asset(asset))))
+        for asset, kinds in sorted(per_asset.items())
+    }
+    return Balances(user_id, assets)
+
+
+def activities_params(
+    user_id: UserId | int, limit: int, before: int | None
+) -> tuple[int, int, int]:
+    if not 1 <= limit <= 500:
+        raise InvalidAmountError("limit", limit, "must be between 1 and 500")
+    return int(user_id), before if before is not None else 2**62, limit + 1
+
+
+def activities_from_rows(rows: list[tuple[Any, ...]], limit: int) -> ActivityPage:
+    items = []
+    for tx_id, seq, kind, at, settles, metadata, changes in rows[:limit]:
+        per_asset: dict[str, dict[str, int]] = {}
+        for asset, account_kind, amount in changes:
+            per_asset.setdefault(asset, {})[account_kind] = (
+                per_asset.get(asset, {}).get(account_kind, 0) + amount
+            )
+        items.append(Activity(tx_id, seq, TransactionKind(kind), at, settles, metadata, per_asset))
+    next_before = items[-1].seq if len(rows) > limit else None
+    return ActivityPage(items, next_before)
+
+
+def totp_enrollment(user_id: UserId | int, secret: str, issuer: str) -> TotpEnrollment:
+    uri = pyotp.TOTP(secret).provisioning_uri(name=f"user-{int(user_id)}", issuer_name=issuer)
+    return TotpEnrollment(secret, uri)
+
+
+class Ledger(LedgerRequests):
     """Double-entry bookkeeping for users' cash and positions. Amounts: cents and shares.
 
     Build it over a psycopg pool (``Ledger(pool)``, the OMS) or one connection
@@ -153,12 +363,9 @@ class Ledger:
     ) -> None:
         if (pool is None) == (_connection is None):
             raise TypeError("pass a pool, or use Ledger.over_connection(conn)")
+        super().__init__(calendar, clock)
         self._pool = pool
         self._conn = _connection
-        self.calendar = calendar or ExchangeCalendar()
-        self._clock = clock
-        self._known: set[tuple[int, Asset]] = set()
-        self._broker_ids: dict[journal.AccountKey, int] = {}
 
     @classmethod
     def over_connection(
@@ -193,15 +400,7 @@ class Ledger:
         metadata: dict[str, Any] | None = None,
     ) -> Receipt:
         """External bank → the user's settled cash."""
-        amount = check_cents("amount", amount_cents)
-        metadata = _check_metadata(metadata)
-        request = {"amount": amount, "metadata": metadata}
-        return self._run(
-            user_id, "deposit", request, idempotency_key, [USD], journal.DEPOSIT,
-            lambda user, key, digest, _: (
-                user, key, digest, amount, Jsonb(metadata), self._clock(),
-            ),
-        )  # fmt: skip
+        return self._book(self._deposit(user_id, amount_cents, idempotency_key, metadata))
 
     def withdraw(
         self,
@@ -219,16 +418,8 @@ class Ledger:
         is good once: one of the time step of the last accepted code, or an earlier one, is
         refused ("this code was already used"), checked under the user's TOTP row lock.
         """
-        amount = check_cents("amount", amount_cents)
-        metadata = _check_metadata(metadata)
-        request = {"amount": amount, "metadata": metadata}
-        return self._run(
-            user_id, "withdraw", request, idempotency_key, [USD], journal.WITHDRAW,
-            lambda user, key, digest, conn: (
-                user, key, digest, amount, Jsonb(metadata), self._clock(),
-                *self._totp_verdict(conn, user, totp_code),
-            ),
-        )  # fmt: skip
+        booking = self._withdraw(user_id, amount_cents, totp_code, idempotency_key, metadata)
+        return self._book(booking)
 
     def place_hold(
         self,
@@ -244,15 +435,7 @@ class Ledger:
         Refused with :class:`InsufficientFundsError` ("insufficient buying power", or
         "insufficient position" for a sell) beyond settled + unsettled - existing holds.
         """
-        asset = check_asset("asset", asset)
-        amount = check_cents("amount", amount) if asset == USD else check_shares("amount", amount)
-        request = {"asset": asset, "amount": amount, "order_id": order_id}
-        return self._run(
-            user_id, "place_hold", request, idempotency_key, [asset], journal.PLACE_HOLD,
-            lambda user, key, digest, _: (
-                user, key, digest, asset, amount, order_id, self._clock(),
-            ),
-        )  # fmt: skip
+        return self._book(self._place_hold(user_id, asset, amount, idempotency_key, order_id))
 
     def release_hold(
         self,
@@ -262,12 +445,7 @@ class Ledger:
         idempotency_key: str,
     ) -> Receipt:
         """Give back what remains of a hold (the order was cancelled or is done)."""
-        request = {"hold_id": str(hold_id)}
-        # No accounts to ensure: a hold exists only where its accounts do.
-        return self._run(
-            user_id, "release_hold", request, idempotency_key, [], journal.RELEASE_HOLD,
-            lambda user, key, digest, _: (user, key, digest, hold_id, self._clock()),
-        )  # fmt: skip
+        return self._book(self._release_hold(user_id, hold_id, idempotency_key))
 
     def book_fill(
         self,
@@ -288,32 +466,11 @@ class Ledger:
         buying power. ``executed_at`` must be timezone-aware; its New York date is the trade
         date (a weekend or holiday fill trades on the next business day).
         """
-        symbol = check_asset("symbol", symbol)
-        if symbol == USD:
-            raise InvalidAmountError("symbol", symbol, "a security symbol, not USD")
-        side = Side(side)
-        quantity = check_shares("quantity", quantity)
-        price = check_cents("price_cents", price_cents)
-        fee = check_cents("fee_cents", fee_cents, allow_zero=True)
-        if executed_at.tzinfo is None:
-            raise InvalidAmountError("executed_at", executed_at, "must be timezone-aware")
-        trade_date = self.calendar.trade_date(executed_at.astimezone(EXCHANGE_TZ).date())
-        settles = self.calendar.settlement_date(trade_date)
-        request = {
-            "symbol": symbol,
-            "side": side.value,
-            "quantity": quantity,
-            "price_cents": price,
-            "fee_cents": fee,
-            "executed_at": executed_at.astimezone(UTC).isoformat(),
-            "hold_id": str(hold_id) if hold_id else None,
-        }
-        return self._run(
-            user_id, "book_fill", request, idempotency_key, [USD, symbol], journal.BOOK_FILL,
-            lambda user, key, digest, _: (
-                user, key, digest, symbol, side.value, quantity, price, fee, executed_at,
-                trade_date, settles, hold_id,
-            ),
+        return self._book(
+            self._book_fill(
+                user_id, symbol, side, quantity, price_cents, fee_cents, executed_at,
+                idempotency_key, hold_id,
+            )
         )  # fmt: skip
 
     def settle_due(self, as_of: date | None = None) -> SettleReport:
@@ -352,18 +509,8 @@ class Ledger:
     def balances(self, user_id: UserId | int) -> Balances:
         """Cached balances of every asset the user has accounts in (not locked)."""
         with self._connection() as conn, conn.transaction():
-            rows = conn.execute(
-                "SELECT asset, kind, balance FROM ledger_accounts WHERE user_id = %s",
-                (int(user_id),),
-            ).fetchall()
-        per_asset: dict[str, dict[AccountKind, int]] = {}
-        for asset, kind, balance in rows:
-            per_asset.setdefault(asset, {})[AccountKind(kind)] = balance
-        assets = {
-            asset: AssetBalances(*(kinds.get(k, 0) for k in rules.user_kinds(Asset(asset))))
-            for asset, kinds in sorted(per_asset.items())
-        }
-        return Balances(int(user_id), assets)
+            rows = conn.execute(BALANCES_SQL, (int(user_id),)).fetchall()
+        return balances_from_rows(int(user_id), rows)
 
     def buying_power(self, user_id: UserId | int) -> int:
         """Cents: settled cash + unsettled cash - holds."""
@@ -377,34 +524,10 @@ class Ledger:
         self, user_id: UserId | int, *, limit: int = 50, before: int | None = None
     ) -> ActivityPage:
         """The user's transactions, newest first, ``limit`` per page."""
-        if not 1 <= limit <= 500:
-            raise InvalidAmountError("limit", limit, "must be between 1 and 500")
+        params = activities_params(user_id, limit, before)
         with self._connection() as conn, conn.transaction():
-            rows = conn.execute(
-                """
-                SELECT t.id, t.chain_seq, t.kind, t.effective_at, t.settlement_date, t.metadata,
-                       coalesce(json_agg(json_build_array(a.asset, a.kind, e.amount)
-                                ORDER BY e.id) FILTER (WHERE a.user_id IS NOT NULL), '[]')
-                FROM ledger_transactions t
-                JOIN ledger_entries e ON e.transaction_id = t.id
-                JOIN ledger_accounts a ON a.id = e.account_id
-                WHERE t.user_id = %s AND t.chain_seq < %s
-                GROUP BY t.id ORDER BY t.chain_seq DESC LIMIT %s
-                """,
-                (int(user_id), before if before is not None else 2**62, limit + 1),
-            ).fetchall()
-        items = []
-        for tx_id, seq, kind, at, settles, metadata, changes in rows[:limit]:
-            per_asset: dict[str, dict[str, int]] = {}
-            for asset, account_kind, amount in changes:
-                per_asset.setdefault(asset, {})[account_kind] = (
-                    per_asset.get(asset, {}).get(account_kind, 0) + amount
-                )
-            items.append(
-                Activity(tx_id, seq, TransactionKind(kind), at, settles, metadata, per_asset)
-            )
-        next_before = items[-1].seq if len(rows) > limit else None
-        return ActivityPage(items, next_before)
+            rows = conn.execute(ACTIVITIES_SQL, params).fetchall()
+        return activities_from_rows(rows, limit)
 
     def enroll_totp(self, user_id: UserId | int, *, issuer: str = "tickerplant") -> TotpEnrollment:
         """Create (or replace) the user's TOTP secret; show the URI once as a QR code.
@@ -414,66 +537,31 @@ class Ledger:
         secret = pyotp.random_base32()
         with self._connection() as conn, conn.transaction():
             try:
-                conn.execute(
-                    "INSERT INTO ledger_totp (user_id, secret) VALUES (%s, %s) ON CONFLICT"
-                    " (user_id) DO UPDATE SET secret = EXCLUDED.secret, enrolled_at = now(),"
-                    " last_step = NULL",
-                    (int(user_id), secret),
-                )
+                conn.execute(ENROLL_TOTP_SQL, (int(user_id), secret))
             except pg_errors.ForeignKeyViolation as exc:
                 raise UnknownAccountError(int(user_id)) from exc
-        uri = pyotp.TOTP(secret).provisioning_uri(name=f"user-{int(user_id)}", issuer_name=issuer)
-        return TotpEnrollment(secret, uri)
+        return totp_enrollment(user_id, secret, issuer)
 
     # -- machinery ------------------------------------------------------------------------
 
-    def _run(
-        self,
-        user_id: UserId | int,
-        operation: str,
-        request: dict[str, Any],
-        key: str,
-        assets: list[Asset],
-        query: LiteralString,
-        params: Callable[[int, str, bytes, psycopg.Connection], tuple[Any, ...]],
-    ) -> Receipt:
-        user = int(user_id)
-        key = _check_key(key)
-        digest = journal.request_hash(operation, request)
+    def _book(self, booking: Booking) -> Receipt:
         with self._connection() as conn:
             try:
-                self._ensure(conn, user, sorted(set(assets)))
+                self._ensure(conn, booking.user, booking.assets)
             except pg_errors.ForeignKeyViolation as exc:
-                raise UnknownAccountError(user) from exc
-            return Receipt.from_json(journal.call(conn, query, params(user, key, digest, conn)))
+                raise UnknownAccountError(booking.user) from exc
+            totp = (None, None)
+            if booking.needs_totp:
+                with conn.transaction():
+                    row = conn.execute(TOTP_SECRET_SQL, (booking.user,)).fetchone()
+                totp = self._totp_verdict(row[0] if row else None, booking.totp_code)
+            return Receipt.from_json(journal.call(conn, booking.query, booking.params(totp)))
 
     def _ensure(self, conn: psycopg.Connection, user_id: int, assets: list[Asset]) -> None:
         missing = [a for a in assets if (user_id, a) not in self._known]
         if missing:
             journal.ensure_accounts(conn, user_id, missing)
             self._known.update((user_id, a) for a in missing)
-
-    def _totp_verdict(
-        self, conn: psycopg.Connection, user_id: int, code: str
-    ) -> tuple[str | None, int | None]:
-        """Why ``code`` is refused (the withdrawal function raises the reason), or ``None`` and
-        the time step it matched, which the function accepts only once per user."""
-        if not isinstance(code, str) or not _TOTP_CODE.fullmatch(code):
-            return "expected a 6-digit code", None
-        with conn.transaction():
-            row = conn.execute(
-                "SELECT secret FROM ledger_totp WHERE user_id = %s", (user_id,)
-            ).fetchone()
-        if row is None:
-            return "two-factor authentication is not enrolled", None
-        totp = pyotp.TOTP(row[0])
-        step = totp.timecode(self._clock())
-        # One step of drift either way: a code typed just as it rolled over still counts.
-        # The latest matching step is the one recorded, so a code is never good twice.
-        for candidate in (step + 1, step, step - 1):
-            if hmac.compare_digest(totp.generate_otp(candidate), code):
-                return None, candidate
-        return "wrong or expired code", None
 
     def _settle_one(
         self, conn: psycopg.Connection, fill_id: uuid.UUID, user_id: int, settles: date
