@@ -242,9 +242,8 @@ def reconcile(conn: psycopg.Connection) -> ReconcileReport:
         rows = conn.execute(
             """
             SELECT a.id, a.user_id, a.asset, a.kind, a.balance, coalesce(sum(e.amount), 0)
-            FROM ledger_accounts a LEFT JOIN ledger_entries e ON e.account_id = a.id
-            WHERE a.balance IS NOT NULL
-            GROUP BY a.id ORDER BY a.id
+            FROM ledger_account_balances a LEFT JOIN ledger_entries e ON e.account_id = a.id
+            GROUP BY a.id, a.user_id, a.asset, a.kind, a.balance ORDER BY a.id
             """
         ).fetchall()
         unbalanced = conn.execute(
@@ -253,7 +252,7 @@ def reconcile(conn: psycopg.Connection) -> ReconcileReport:
         holds = conn.execute(
             """
             SELECT a.user_id, a.asset, a.balance, coalesce(h.open, 0)
-            FROM ledger_accounts a
+            FROM ledger_account_balances a
             LEFT JOIN (SELECT user_id, asset, sum(remaining) AS open FROM ledger_holds
                        GROUP BY user_id, asset) h ON (h.user_id, h.asset) = (a.user_id, a.asset)
             WHERE a.kind IN ('cash_held', 'position_held') AND a.balance <> coalesce(h.open, 0)

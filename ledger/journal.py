@@ -12,7 +12,8 @@ ever wait for each other in one direction and never deadlock:
 1. the idempotency row ``(user_id, key)`` (a concurrent request with the same key waits here,
    then sees the first one's committed result);
 2. the user's chain head (``ledger_chains``), which also orders the user's hash chain;
-3. the user's balance rows of the assets involved, ``SELECT … FOR UPDATE ORDER BY id``;
+3. the user's balance rows of the assets involved (``ledger_balances``, one row per asset),
+   ``SELECT … FOR UPDATE`` in asset order;
 4. a hold row, when the operation consumes one;
 5. the user's TOTP row, for a withdrawal (the last accepted time step: a code is good once).
 
@@ -305,7 +306,7 @@ def _text(value: Any) -> bytes | None:
 
 
 _ACCOUNT_INSERT: LiteralString = (
-    "INSERT INTO ledger_accounts (user_id, asset, kind, balance) VALUES (%s, %s, %s, %s)"
+    "INSERT INTO ledger_accounts (user_id, asset, kind) VALUES (%s, %s, %s)"
     " ON CONFLICT ON CONSTRAINT ledger_accounts_one_per_kind DO NOTHING"
 )
 _CHAIN_INSERT: LiteralString = (
@@ -315,8 +316,8 @@ _CHAIN_INSERT: LiteralString = (
 
 
 def _account_rows(user_id: int, assets: Sequence[Asset]) -> list[tuple[Any, ...]]:
-    user_rows = [(user_id, a, k.value, 0) for a in assets for k in user_kinds(a)]
-    broker_rows = [(None, a, k.value, None) for a in assets for k in broker_kinds(a)]
+    user_rows = [(user_id, a, k.value) for a in assets for k in user_kinds(a)]
+    broker_rows = [(None, a, k.value) for a in assets for k in broker_kinds(a)]
     return user_rows + broker_rows
 
 
@@ -361,10 +362,16 @@ class LockedAccounts:
 def lock_accounts(
     conn: psycopg.Connection, user_id: int, assets: Sequence[Asset]
 ) -> LockedAccounts:
-    """``SELECT … FOR UPDATE`` on the user's balance rows of ``assets``, in account-id order."""
+    """``SELECT … FOR UPDATE`` on the user's balance rows of ``assets`` (one per asset, in
+    asset order), with the ids of the accounts they hold the balances of."""
     rows = conn.execute(
-        "SELECT id, asset, kind, balance FROM ledger_accounts"
-        " WHERE user_id = %s AND asset = ANY(%s) ORDER BY id FOR UPDATE",
+        "SELECT a.id, a.asset, a.kind, CASE"
+        " WHEN a.kind IN ('cash_settled', 'position_settled') THEN b.settled"
+        " WHEN a.kind IN ('cash_unsettled', 'position_unsettled') THEN b.unsettled"
+        " ELSE b.held END"
+        " FROM (SELECT * FROM ledger_balances WHERE user_id = %s AND asset = ANY(%s)"
+        '       ORDER BY asset COLLATE "C" FOR UPDATE) b'
+        " JOIN ledger_accounts a ON a.user_id = b.user_id AND a.asset = b.asset",
         (user_id, list(assets)),
     ).fetchall()
     ids = {(Asset(a), AccountKind(k)): i for i, a, k, _ in rows}

@@ -287,7 +287,9 @@ def _booking(
 
 
 # Reads, shared by both ledgers: the SQL and how its rows become results.
-BALANCES_SQL: LiteralString = "SELECT asset, kind, balance FROM ledger_accounts WHERE user_id = %s"
+BALANCES_SQL: LiteralString = (
+    "SELECT asset, kind, balance FROM ledger_account_balances WHERE user_id = %s"
+)
 TOTP_SECRET_SQL: LiteralString = "SELECT secret FROM ledger_totp WHERE user_id = %s"
 ENROLL_TOTP_SQL: LiteralString = (
     "INSERT INTO ledger_totp (user_id, secret) VALUES (%s, %s) ON CONFLICT"

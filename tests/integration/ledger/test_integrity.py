@@ -66,7 +66,7 @@ def funded(ledger: Ledger, new_user, conn: psycopg.Connection) -> tuple[int, dic
 
 def settled(conn: psycopg.Connection, user: int) -> int:
     return conn.execute(
-        "SELECT balance FROM ledger_accounts WHERE user_id = %s AND kind = 'cash_settled'",
+        "SELECT settled FROM ledger_balances WHERE user_id = %s AND asset = 'USD'",
         (user,),
     ).fetchone()[0]
 
@@ -217,8 +217,8 @@ def test_raw_entries_must_name_an_account_of_their_asset_and_an_existing_transac
 
 
 def test_accounts_are_permanent_and_keep_their_identity(conn, funded):
-    """What entries name cannot change or go: DELETE, TRUNCATE and UPDATEs of id, owner,
-    asset or kind are refused (TPL02); a balance UPDATE is still a plain UPDATE."""
+    """What entries name cannot change or go: DELETE, TRUNCATE and any UPDATE of an account
+    are refused (TPL02); its balance lives in the user's balance row, a plain UPDATE."""
     user, ids = funded
     for statement in (
         f"DELETE FROM ledger_accounts WHERE id = {ids['cash_settled']}",
@@ -227,6 +227,7 @@ def test_accounts_are_permanent_and_keep_their_identity(conn, funded):
         f"UPDATE ledger_accounts SET kind = 'cash_held' WHERE id = {ids['cash_settled']}",
         f"UPDATE ledger_accounts SET user_id = NULL WHERE id = {ids['cash_settled']}",
         f"UPDATE ledger_accounts SET id = DEFAULT WHERE id = {ids['cash_settled']}",
+        f"UPDATE ledger_accounts SET created_at = now() WHERE id = {ids['cash_settled']}",
     ):
         with pytest.raises(psycopg.Error) as caught, conn.transaction():
             conn.execute(statement)
@@ -234,8 +235,8 @@ def test_accounts_are_permanent_and_keep_their_identity(conn, funded):
         assert str(caught.value).startswith("ledger accounts are permanent"), statement
     with conn.transaction():
         conn.execute(
-            "UPDATE ledger_accounts SET balance = balance + 1 WHERE id = %s",
-            (ids["cash_settled"],),
+            "UPDATE ledger_balances SET settled = settled + 1 WHERE user_id = %s AND asset = 'USD'",
+            (user,),
         )
     assert settled(conn, user) == 10001
 
@@ -258,15 +259,17 @@ def test_a_new_account_is_checked_as_the_checks_it_replaced(
     user = new_user() if user_is_set else None
     with pytest.raises(psycopg.errors.CheckViolation) as caught, conn.transaction():
         conn.execute(
-            "INSERT INTO ledger_accounts (user_id, asset, kind, balance) VALUES (%s, %s, %s, %s)",
-            (user, asset, kind, 0 if user else None),
+            "INSERT INTO ledger_accounts (user_id, asset, kind) VALUES (%s, %s, %s)",
+            (user, asset, kind),
         )
     assert caught.value.diag.constraint_name == constraint
 
 
-def test_migration_7_applies_over_a_used_0006_ledger(pg_dsn: str, tmp_path: Path):
-    """A ledger migrated to 0006 with booked transactions, then brought to 0007: its old
-    transactions are closed to entries, new operations book, verify and reconcile pass."""
+def test_migrations_7_and_8_apply_over_a_used_0006_ledger(pg_dsn: str, tmp_path: Path):
+    """A ledger migrated to 0006 with booked transactions (through its SQL functions, as the
+    code of that day called them), then brought to 0008: the cached balances move to the
+    balance rows unchanged, the old transactions are closed to entries, new operations book,
+    verify and reconcile pass."""
     from tests.integration.db.test_migrate import copy_shipped_migrations
 
     old = copy_shipped_migrations(tmp_path / "m")
@@ -274,24 +277,60 @@ def test_migration_7_applies_over_a_used_0006_ledger(pg_dsn: str, tmp_path: Path
         if int(path.name[:4]) > 6:
             path.unlink()
     migrate(pg_dsn, directory=old)
+    from ledger.audit import GENESIS
     from tickerplant.identity import Role, create_user
 
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         user = int(create_user(conn, "before7", Role.TRADER)[0].id)
-        ledger = Ledger.over_connection(conn)
-        first = ledger.deposit(user, 5000, idempotency_key="d1")
-        hold = ledger.place_hold(user, asset="USD", amount=1000, idempotency_key="h1")
-        ledger.book_fill(
-            user, symbol="AAPL", side="buy", quantity=2, price_cents=400, fee_cents=10,
-            executed_at=AT, idempotency_key="f1", hold_id=hold.hold_id,
-        )  # fmt: skip
-    assert [m.version for m in migrate(pg_dsn)] == [7]
+        for asset, kinds in (("USD", "cash"), ("AAPL", "position")):
+            for bucket in ("settled", "unsettled", "held"):
+                conn.execute(
+                    "INSERT INTO ledger_accounts (user_id, asset, kind, balance)"
+                    " VALUES (%s, %s, %s, 0)",
+                    (user, asset, f"{kinds}_{bucket}"),
+                )
+            for kind in ("broker_bank", "broker_street", "broker_fees", "broker_holds"):
+                conn.execute(
+                    "INSERT INTO ledger_accounts (user_id, asset, kind) VALUES (NULL, %s, %s)"
+                    " ON CONFLICT DO NOTHING",
+                    (asset, kind),
+                )
+        conn.execute("INSERT INTO ledger_chains (user_id, head) VALUES (%s, %s)", (user, GENESIS))
+        first = conn.execute(
+            "SELECT ledger_deposit(%s, 'd1', '\\x00', 5000, '{}', %s)->>'transaction_id'",
+            (user, AT),
+        ).fetchone()[0]
+        hold = conn.execute(
+            "SELECT ledger_place_hold(%s, 'h1', '\\x00', 'USD', 1000, NULL, %s)->>'hold_id'",
+            (user, AT),
+        ).fetchone()[0]
+        conn.execute(
+            "SELECT ledger_book_fill(%s, 'f1', '\\x00', 'AAPL', 'buy', 2, 400, 10, %s,"
+            " '2025-06-10', '2025-06-11', %s)",
+            (user, AT, hold),
+        )
+        cached = conn.execute(
+            "SELECT asset, kind, balance FROM ledger_accounts WHERE user_id = %s AND balance <> 0"
+            " ORDER BY asset, kind",
+            (user,),
+        ).fetchall()
+    assert cached == [
+        ("AAPL", "position_unsettled", 2),
+        ("USD", "cash_held", 190),
+        ("USD", "cash_settled", 4190),
+    ]
+    assert [m.version for m in migrate(pg_dsn)] == [7, 8]
     with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute(
+            "SELECT asset, settled, unsettled, held FROM ledger_balances WHERE user_id = %s"
+            " ORDER BY asset",
+            (user,),
+        ).fetchall() == [("AAPL", 0, 2, 0), ("USD", 4190, 0, 190)]
         ids = accounts_of(conn, user)
         with pytest.raises(psycopg.Error) as caught, conn.transaction():
             raw_entries(
                 conn,
-                first.transaction_id,
+                uuid.UUID(first),
                 (ids["bank"], "USD", -1),
                 (ids["cash_settled"], "USD", 1),
             )

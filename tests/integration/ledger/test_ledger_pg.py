@@ -408,8 +408,7 @@ def test_reconcile_reports_a_cached_balance_changed_behind_the_ledgers_back(ledg
     ledger.deposit(user, 700, idempotency_key="d")
     with conn.transaction():
         conn.execute(
-            "UPDATE ledger_accounts SET balance = 9999"
-            " WHERE user_id = %s AND kind = 'cash_settled'",
+            "UPDATE ledger_balances SET settled = 9999 WHERE user_id = %s AND asset = 'USD'",
             (user,),
         )
     report = reconcile(conn)
@@ -486,7 +485,7 @@ def test_a_chain_hashed_before_migration_3_still_verifies(ledger, new_user, conn
             "UPDATE ledger_chains SET seq = 1, head = %s WHERE user_id = %s", (digest, user)
         )
         conn.execute(
-            "UPDATE ledger_accounts SET balance = 500 WHERE id = %s", (ids["cash_settled"],)
+            "UPDATE ledger_balances SET settled = 500 WHERE user_id = %s AND asset = 'USD'", (user,)
         )
     ledger.deposit(user, 200, idempotency_key="after")
     assert verify(conn).ok

@@ -115,11 +115,11 @@ def run_machine(dsn: str) -> None:
             assert report.ok, report
             with self.conn.transaction():
                 negative = self.conn.execute(
-                    "SELECT count(*) FROM ledger_accounts WHERE balance < 0"
+                    "SELECT count(*) FROM ledger_account_balances WHERE balance < 0"
                 ).fetchone()[0]
                 uncovered = self.conn.execute(
-                    "SELECT count(*) FROM (SELECT user_id, asset FROM ledger_accounts"
-                    " WHERE user_id IS NOT NULL GROUP BY user_id, asset HAVING"
+                    "SELECT count(*) FROM (SELECT user_id, asset FROM ledger_account_balances"
+                    " GROUP BY user_id, asset HAVING"
                     " sum(balance) FILTER (WHERE kind LIKE '%%held')"
                     " > sum(balance) FILTER (WHERE kind NOT LIKE '%%held')) x"
                 ).fetchone()[0]
