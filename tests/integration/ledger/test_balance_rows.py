@@ -11,11 +11,7 @@ import pytest
 
 from ledger import Ledger, reconcile
 from ledger.money import Asset
-from tests.integration.ledger.test_integrity import (
-    funded,  # noqa: F401  (a fixture)
-    raw_entries,
-    raw_transaction,
-)
+from tests.integration.ledger.test_integrity import raw_entries, raw_transaction
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
 

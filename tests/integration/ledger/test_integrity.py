@@ -16,22 +16,12 @@ import psycopg
 import pytest
 
 from ledger import Ledger, reconcile, verify
+from tests.integration.ledger.conftest import accounts_of
 from tickerplant.db import migrate
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
 
 AT = datetime(2025, 6, 10, 15, tzinfo=UTC)
-
-
-def accounts_of(conn: psycopg.Connection, user: int) -> dict[str, int]:
-    """The user's USD account ids by kind, and the broker's USD bank account as 'bank'."""
-    rows = conn.execute(
-        "SELECT coalesce(CASE WHEN kind = 'broker_bank' THEN 'bank' END, kind), id"
-        " FROM ledger_accounts WHERE asset = 'USD'"
-        " AND (user_id = %s OR (user_id IS NULL AND kind = 'broker_bank'))",
-        (user,),
-    ).fetchall()
-    return dict(rows)
 
 
 def raw_transaction(conn: psycopg.Connection, user: int, seq: int = 1000) -> uuid.UUID:
@@ -52,16 +42,6 @@ def raw_entries(conn: psycopg.Connection, tx: uuid.UUID, *entries: tuple[int, st
         " SELECT %s, a, s, m FROM unnest(%s::bigint[], %s::text[], %s::bigint[]) AS e (a, s, m)",
         (tx, [e[0] for e in entries], [e[1] for e in entries], [e[2] for e in entries]),
     )
-
-
-@pytest.fixture
-def funded(ledger: Ledger, new_user, conn: psycopg.Connection) -> tuple[int, dict[str, int]]:
-    """A user with $100 of settled cash, committed; their USD accounts and the bank's."""
-    user = new_user()
-    ledger.deposit(user, 10000, idempotency_key="fund")
-    ids = accounts_of(conn, user)
-    conn.commit()  # each test's `conn.transaction()` is then a transaction, not a savepoint
-    return user, ids
 
 
 def settled(conn: psycopg.Connection, user: int) -> int:
