@@ -222,13 +222,14 @@ class AsyncLedger(LedgerRequests):
         statements: dict[str, bytes] | None,
         booking: Booking,
     ) -> Receipt:
-        missing = self._missing(booking.user, booking.assets)
-        if missing:
+        known = self._known.get(booking.user)
+        if known is None or not known.issuperset(booking.assets):
+            missing = self._missing(booking.user, booking.assets)
             try:
                 await journal.ensure_accounts_async(conn, booking.user, missing)
             except pg_errors.ForeignKeyViolation as exc:
                 raise UnknownAccountError(booking.user) from exc
-            self._known.update((booking.user, a) for a in missing)
+            self._ensured(booking.user, missing)
         params = booking.params
         if booking.needs_totp:
             async with conn.transaction():

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import uuid
@@ -261,11 +262,13 @@ def _call_prepared(
         if name is None:
             name = statements[query] = _prepare(conn, query)
         result = pgconn.exec_prepared(name, values)
-        if result.status != _TUPLES_OK and result.error_field(_SQLSTATE) == _STATEMENT_LOST:
+        if result.status == _TUPLES_OK:
+            return _value(result)
+        if result.error_field(_SQLSTATE) == _STATEMENT_LOST:
             del statements[query]
             name = statements[query] = _prepare(conn, query)
             result = pgconn.exec_prepared(name, values)
-        return _value(result, conn)
+        return _value_or_raise(result, conn)
 
 
 def _prepare(conn: psycopg.Connection, query: str) -> bytes:
@@ -307,7 +310,7 @@ async def _call_prepared_async(
                 pgconn.get_cancel().cancel()
             pgconn.finish()
             raise
-        return _value(result, conn)
+        return _value_or_raise(result, conn)
 
 
 async def _prepare_async(conn: psycopg.AsyncConnection, query: str) -> bytes:
@@ -366,12 +369,17 @@ def _check_prepared(result: pq.abc.PGresult, conn: psycopg.BaseConnection[Any]) 
         raise psycopg.errors.error_from_result(result, conn.info.encoding)
 
 
-def _value(result: pq.abc.PGresult, conn: psycopg.BaseConnection[Any]) -> bytes:
+def _value(result: pq.abc.PGresult) -> bytes:
+    """The function's result (jsonb text) from its successful result."""
+    value = result.get_value(0, 0)
+    assert value is not None, "the operations' functions return a receipt"
+    return value
+
+
+def _value_or_raise(result: pq.abc.PGresult, conn: psycopg.BaseConnection[Any]) -> bytes:
     """The function's result (jsonb text), or the error it raised."""
     if result.status == _TUPLES_OK:
-        value = result.get_value(0, 0)
-        assert value is not None, "the operations' functions return a receipt"
-        return value
+        return _value(result)
     raise psycopg.errors.error_from_result(result, conn.info.encoding)
 
 
@@ -420,7 +428,8 @@ _TEXT_FORMS = _TextForms(
         type(None): _null,
         bytes: _bytea,
         datetime: _iso,
-        date: _iso,
+        # A day's fills share their trade and settlement dates: their text is remembered.
+        date: functools.lru_cache(maxsize=64)(_iso),
         uuid.UUID: _str,
         Jsonb: _jsonb,
     }

@@ -15,6 +15,7 @@ mode that is one round trip per operation; inside a caller's transaction it is a
 from __future__ import annotations
 
 import contextlib
+import functools
 import hmac
 import json
 import logging
@@ -48,8 +49,8 @@ _TOTP_CODE = re.compile(r"[0-9]{6}")
 _KEY_MAX = 200
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+# The default clock: a C call, no Python frame (the order path reads it once per hold).
+_utcnow: Callable[[], datetime] = functools.partial(datetime.now, UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +210,7 @@ class LedgerRequests:
     def __init__(self, calendar: ExchangeCalendar | None, clock: Callable[[], datetime]) -> None:
         self.calendar = calendar or ExchangeCalendar()
         self._clock = clock
-        self._known: set[tuple[int, Asset]] = set()  # (user, asset) with accounts ensured
+        self._known: dict[int, set[Asset]] = {}  # user -> assets with accounts ensured
 
     def _deposit(
         self, user_id: UserId | int, amount_cents: int, key: str, metadata: dict[str, Any] | None
@@ -281,13 +282,14 @@ class LedgerRequests:
             executed_at.astimezone(EXCHANGE_TZ).date()
         )
         user, key = int(user_id), _check_key(key)
-        digest = journal.book_fill_hash(
-            symbol, side.value, quantity, price, fee, executed_at.astimezone(UTC).isoformat(),
-            str(hold_id) if hold_id else None,
-        )  # fmt: skip
+        # The instant and the hold as the request hash writes them, sent as they are: text the
+        # function reads as the same timestamptz and uuid (rendered once, not twice).
+        executed = executed_at.astimezone(UTC).isoformat()
+        hold = str(hold_id) if hold_id else None
+        digest = journal.book_fill_hash(symbol, side.value, quantity, price, fee, executed, hold)
         params = (
-            user, key, digest, symbol, side.value, quantity, price, fee, executed_at,
-            trade_date, settles, hold_id,
+            user, key, digest, symbol, side.value, quantity, price, fee, executed,
+            trade_date, settles, hold,
         )  # fmt: skip
         assets = (symbol, USD) if symbol < USD else (USD, symbol)  # in asset order
         return Booking(user, assets, journal.BOOK_FILL, params)
@@ -311,8 +313,13 @@ class LedgerRequests:
 
     def _missing(self, user: int, assets: Sequence[Asset]) -> list[Asset]:
         """Those of ``assets`` whose accounts this ledger has not ensured for the user yet."""
-        known = self._known
-        return [asset for asset in assets if (user, asset) not in known]
+        known = self._known.get(user)
+        if known is not None and known.issuperset(assets):
+            return []
+        return [asset for asset in assets if known is None or asset not in known]
+
+    def _ensured(self, user: int, assets: Sequence[Asset]) -> None:
+        self._known.setdefault(user, set()).update(assets)
 
 
 # Reads, shared by both ledgers: the SQL and how its rows become results.
@@ -589,10 +596,10 @@ class Ledger(LedgerRequests):
     def _book_on(
         self, conn: psycopg.Connection, statements: dict[str, bytes] | None, booking: Booking
     ) -> Receipt:
-        missing = self._missing(booking.user, booking.assets)
-        if missing:
+        known = self._known.get(booking.user)
+        if known is None or not known.issuperset(booking.assets):
             try:
-                self._ensure(conn, booking.user, missing)
+                self._ensure(conn, booking.user, booking.assets)
             except pg_errors.ForeignKeyViolation as exc:
                 raise UnknownAccountError(booking.user) from exc
         params = booking.params
@@ -607,7 +614,7 @@ class Ledger(LedgerRequests):
         missing = self._missing(user_id, assets)
         if missing:
             journal.ensure_accounts(conn, user_id, missing)
-            self._known.update((user_id, a) for a in missing)
+            self._ensured(user_id, missing)
 
     def _settle_one(
         self, conn: psycopg.Connection, fill_id: uuid.UUID, user_id: int, settles: date
