@@ -263,7 +263,7 @@ def _call_prepared(
             name = statements[query] = _prepare(conn, query)
         result = pgconn.exec_prepared(name, values)
         if result.status == _TUPLES_OK:
-            return _value(result)
+            return result.get_value(0, 0)  # type: ignore[return-value]  # a receipt, never NULL
         if result.error_field(_SQLSTATE) == _STATEMENT_LOST:
             del statements[query]
             name = statements[query] = _prepare(conn, query)

@@ -198,7 +198,9 @@ class Booking:
         return self.params + totp if self.needs_totp else self.params
 
 
-_SIDES = {side.value: side for side in Side}
+# A side's value by the side or its value (a StrEnum member hashes and compares as its value),
+# without the enum's call and value property.
+_SIDE_VALUES = {side.value: side.value for side in Side}
 _USD_ONLY = (USD,)
 
 
@@ -270,9 +272,9 @@ class LedgerRequests:
         if symbol == USD:
             raise InvalidAmountError("symbol", symbol, "a security symbol, not USD")
         try:
-            side = _SIDES[side]
+            side_value = _SIDE_VALUES[side]
         except (KeyError, TypeError):
-            side = Side(side)  # not a side: the enum's ValueError
+            side_value = Side(side).value  # not a side: the enum's ValueError
         quantity = check_shares("quantity", quantity)
         price = check_cents("price_cents", price_cents)
         fee = check_cents("fee_cents", fee_cents, allow_zero=True)
@@ -286,9 +288,9 @@ class LedgerRequests:
         # function reads as the same timestamptz and uuid (rendered once, not twice).
         executed = executed_at.astimezone(UTC).isoformat()
         hold = str(hold_id) if hold_id else None
-        digest = journal.book_fill_hash(symbol, side.value, quantity, price, fee, executed, hold)
+        digest = journal.book_fill_hash(symbol, side_value, quantity, price, fee, executed, hold)
         params = (
-            user, key, digest, symbol, side.value, quantity, price, fee, executed,
+            user, key, digest, symbol, side_value, quantity, price, fee, executed,
             trade_date, settles, hold,
         )  # fmt: skip
         assets = (symbol, USD) if symbol < USD else (USD, symbol)  # in asset order
