@@ -107,6 +107,9 @@ class ExchangeCalendar:
     def trade_and_settlement_dates(self, day: date) -> tuple[date, date]:
         """The trade date of a fill on ``day`` and its T+1 settlement date, memoized per day
         (a fill computes both; fills of one day share them)."""
+        if type(self) is not ExchangeCalendar:  # a subclass may have rules of its own
+            trade_date = self.trade_date(day)
+            return trade_date, self.settlement_date(trade_date)
         return _trade_and_settlement_dates(self.extra_holidays, day)
 
 

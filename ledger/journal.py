@@ -246,10 +246,7 @@ _PREPARED: weakref.WeakKeyDictionary[psycopg.BaseConnection[Any], dict[str, byte
 def prepared_statements(conn: psycopg.BaseConnection[Any]) -> dict[str, bytes]:
     """The operations' calls prepared on ``conn`` (query -> statement name), shared by every
     ledger over it: a ledger over one connection keeps this and passes it to :func:`call`."""
-    statements = _PREPARED.get(conn)
-    if statements is None:
-        statements = _PREPARED[conn] = {}
-    return statements
+    return _PREPARED.setdefault(conn, {})  # one dict per connection, even across threads
 
 
 def _call_prepared(
