@@ -45,6 +45,7 @@ from ledger.service import (
     activities_from_rows,
     activities_params,
     balances_from_rows,
+    receipt_from_jsonb,
     totp_enrollment,
 )
 
@@ -73,6 +74,10 @@ class AsyncLedger(LedgerRequests):
         super().__init__(calendar, clock)
         self._pool = pool
         self._conn = _connection
+        # The connection's prepared calls, looked up once rather than per operation.
+        self._statements = (
+            journal.prepared_statements(_connection) if _connection is not None else None
+        )
 
     @classmethod
     def over_connection(
@@ -205,19 +210,32 @@ class AsyncLedger(LedgerRequests):
     # -- machinery ------------------------------------------------------------------------
 
     async def _book(self, booking: Booking) -> Receipt:
-        async with self._connection() as conn:
-            missing = [a for a in booking.assets if (booking.user, a) not in self._known]
-            if missing:
-                try:
-                    await journal.ensure_accounts_async(conn, booking.user, missing)
-                except pg_errors.ForeignKeyViolation as exc:
-                    raise UnknownAccountError(booking.user) from exc
-                self._known.update((booking.user, a) for a in missing)
-            totp = (None, None)
-            if booking.needs_totp:
-                async with conn.transaction():
-                    cursor = await conn.execute(TOTP_SECRET_SQL, (booking.user,))
-                    row = await cursor.fetchone()
-                totp = self._totp_verdict(row[0] if row else None, booking.totp_code)
-            result = await journal.call_async(conn, booking.query, booking.params(totp))
-            return Receipt.from_json(result)
+        if self._conn is not None:
+            return await self._book_on(self._conn, self._statements, booking)
+        assert self._pool is not None
+        async with self._pool.connection() as conn:
+            return await self._book_on(conn, None, booking)
+
+    async def _book_on(
+        self,
+        conn: psycopg.AsyncConnection,
+        statements: dict[str, bytes] | None,
+        booking: Booking,
+    ) -> Receipt:
+        known = self._known.get(booking.user)
+        if known is None or not known.issuperset(booking.assets):
+            missing = self._missing(booking.user, booking.assets)
+            try:
+                await journal.ensure_accounts_async(conn, booking.user, missing)
+            except pg_errors.ForeignKeyViolation as exc:
+                raise UnknownAccountError(booking.user) from exc
+            self._ensured(booking.user, missing)
+        params = booking.params
+        if booking.needs_totp:
+            async with conn.transaction():
+                cursor = await conn.execute(TOTP_SECRET_SQL, (booking.user,))
+                row = await cursor.fetchone()
+            verdict = self._totp_verdict(row[0] if row else None, booking.totp_code)
+            params = booking.call_params(verdict)
+        result = await journal.call_async(conn, booking.query, params, statements)
+        return receipt_from_jsonb(result)

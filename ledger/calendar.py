@@ -103,3 +103,20 @@ class ExchangeCalendar:
         for _ in range(days):
             settle = self.next_business_day(settle)
         return settle
+
+    def trade_and_settlement_dates(self, day: date) -> tuple[date, date]:
+        """The trade date of a fill on ``day`` and its T+1 settlement date, memoized per day
+        (a fill computes both; fills of one day share them)."""
+        if type(self) is not ExchangeCalendar:  # a subclass may have rules of its own
+            trade_date = self.trade_date(day)
+            return trade_date, self.settlement_date(trade_date)
+        return _trade_and_settlement_dates(self.extra_holidays, day)
+
+
+@lru_cache(maxsize=256)
+def _trade_and_settlement_dates(extra_holidays: frozenset[date], day: date) -> tuple[date, date]:
+    # Keyed by the holidays rather than the calendar: a frozenset keeps its hash, the frozen
+    # dataclass would rehash its fields on every call.
+    calendar = ExchangeCalendar(extra_holidays)
+    trade_date = calendar.trade_date(day)
+    return trade_date, calendar.settlement_date(trade_date)

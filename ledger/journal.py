@@ -25,17 +25,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, LiteralString
 
 import psycopg
 from psycopg import pq
+from psycopg.abc import Buffer
+from psycopg.adapt import Loader
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
@@ -73,9 +76,61 @@ _ERRORS: dict[str, type[LedgerError]] = {
 }
 
 
+# A request's hash is stored with its idempotency key and compared on a replay, so its bytes
+# never change: SHA-256 of the request as JSON with sorted keys, no spaces, ASCII only (what
+# json.dumps(..., sort_keys=True, separators=(",", ":")) writes).
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_sha256 = hashlib.sha256
+# The string encoder json.dumps uses: a JSON string literal, quotes included, ASCII only.
+_json_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
+
 def request_hash(operation: str, request: dict[str, Any]) -> bytes:
-    body = json.dumps({"op": operation, **request}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(body.encode()).digest()
+    return _sha256(_CANONICAL_JSON.encode({"op": operation, **request}).encode()).digest()
+
+
+# The order path's two operations build the same JSON without the encoder: their keys,
+# in sorted order, are fixed, and each value is written as json.dumps writes it (an int with
+# %d, a string by json's own string encoder, None as null). ``tests/unit/ledger`` compares
+# them with request_hash over generated requests.
+_PLACE_HOLD_JSON = '{"amount":%d,"asset":%s,"op":"place_hold","order_id":%s}'
+_BOOK_FILL_JSON = (
+    '{"executed_at":%s,"fee_cents":%d,"hold_id":%s,"op":"book_fill","price_cents":%d,'
+    '"quantity":%d,"side":%s,"symbol":%s}'
+)
+
+
+def place_hold_hash(asset: str, amount: int, order_id: str | None) -> bytes:
+    """``request_hash("place_hold", {"asset": asset, "amount": amount, "order_id": order_id})``
+    for a validated asset and amount."""
+    if order_id is None:
+        order = "null"
+    elif type(order_id) is str:
+        order = _json_string(order_id)
+    else:  # not an API type, but hashed as it always was
+        request = {"asset": asset, "amount": amount, "order_id": order_id}
+        return request_hash("place_hold", request)
+    body = _PLACE_HOLD_JSON % (amount, _json_string(asset), order)
+    return _sha256(body.encode()).digest()
+
+
+def book_fill_hash(
+    symbol: str,
+    side: str,
+    quantity: int,
+    price_cents: int,
+    fee_cents: int,
+    executed_at: str,
+    hold_id: str | None,
+) -> bytes:
+    """``request_hash("book_fill", {...})`` of a validated fill: ``executed_at`` in ISO 8601
+    (UTC), ``hold_id`` as text or ``None``."""
+    hold = "null" if hold_id is None else _json_string(hold_id)
+    body = _BOOK_FILL_JSON % (
+        _json_string(executed_at), fee_cents, hold, price_cents, quantity,
+        _json_string(side), _json_string(symbol),
+    )  # fmt: skip
+    return _sha256(body.encode()).digest()
 
 
 def translate(exc: psycopg.Error) -> LedgerError | None:
@@ -89,22 +144,32 @@ def translate(exc: psycopg.Error) -> LedgerError | None:
     return error_class(**fields)
 
 
-def call(conn: psycopg.Connection, query: LiteralString, params: Sequence[Any]) -> Any:
-    """Run one operation's function and return its result, as one transaction.
+def call(
+    conn: psycopg.Connection,
+    query: LiteralString,
+    params: Sequence[Any],
+    statements: dict[str, bytes] | None = None,
+) -> bytes:
+    """Run one operation's function, as one transaction, and return its jsonb result as text.
 
     In autocommit mode outside a transaction the statement is its own transaction, with the
     deferred checks at its end: one round trip, sent by :func:`_call_prepared`. Otherwise a
     transaction (or a savepoint in the caller's) wraps it, through psycopg's cursor.
+    ``statements`` is :func:`prepared_statements` of ``conn``, for a caller that keeps it.
     """
+    pgconn = conn.pgconn
     try:
         if (
             conn.autocommit
-            and conn.info.transaction_status == TransactionStatus.IDLE
-            and conn.pgconn.pipeline_status == pq.PipelineStatus.OFF
+            and pgconn.transaction_status == _IDLE
+            and pgconn.pipeline_status == _PIPELINE_OFF
         ):
-            return _call_prepared(conn, query, params)
-        with conn.transaction():
-            row = conn.execute(query, params, prepare=True).fetchone()
+            if statements is None:
+                statements = prepared_statements(conn)
+            return _call_prepared(conn, query, params, statements)
+        with conn.transaction(), conn.cursor() as cursor:
+            cursor.adapters.register_loader("jsonb", _JsonbText)
+            row = cursor.execute(query, params, prepare=True).fetchone()
     except psycopg.Error as exc:
         raise ledger_error(exc, params) from exc
     assert row is not None
@@ -112,8 +177,11 @@ def call(conn: psycopg.Connection, query: LiteralString, params: Sequence[Any]) 
 
 
 async def call_async(
-    conn: psycopg.AsyncConnection, query: LiteralString, params: Sequence[Any]
-) -> Any:
+    conn: psycopg.AsyncConnection,
+    query: LiteralString,
+    params: Sequence[Any],
+    statements: dict[str, bytes] | None = None,
+) -> bytes:
     """:func:`call` on an asyncio connection: the same statement, transaction and errors.
 
     In autocommit mode outside a transaction the statement is its own transaction: one round
@@ -121,20 +189,31 @@ async def call_async(
     socket on the running event loop). Otherwise a transaction or savepoint wraps it, through
     psycopg's async cursor.
     """
+    pgconn = conn.pgconn
     try:
         if (
             conn.autocommit
-            and conn.info.transaction_status == TransactionStatus.IDLE
-            and conn.pgconn.pipeline_status == pq.PipelineStatus.OFF
+            and pgconn.transaction_status == _IDLE
+            and pgconn.pipeline_status == _PIPELINE_OFF
         ):
-            return await _call_prepared_async(conn, query, params)
-        async with conn.transaction():
-            cursor = await conn.execute(query, params, prepare=True)
+            if statements is None:
+                statements = prepared_statements(conn)
+            return await _call_prepared_async(conn, query, params, statements)
+        async with conn.transaction(), conn.cursor() as cursor:
+            cursor.adapters.register_loader("jsonb", _JsonbText)
+            await cursor.execute(query, params, prepare=True)
             row = await cursor.fetchone()
     except psycopg.Error as exc:
         raise ledger_error(exc, params) from exc
     assert row is not None
     return row[0]
+
+
+class _JsonbText(Loader):
+    """jsonb loaded as its text, as the one-round-trip path returns it."""
+
+    def load(self, data: Buffer) -> bytes:
+        return bytes(data)
 
 
 def ledger_error(exc: psycopg.Error, params: Sequence[Any]) -> Exception:
@@ -153,59 +232,71 @@ def ledger_error(exc: psycopg.Error, params: Sequence[Any]) -> Exception:
 # The order path's hot loop is a few of these calls per order, so the autocommit case skips
 # psycopg's cursor machinery (about as much client CPU as the rest of an operation): the
 # function call is prepared once per connection under its own name and run with libpq's
-# PQexecPrepared, parameters sent as text. Each function returns jsonb; a connection that
-# lost the statement (DISCARD ALL, DEALLOCATE) prepares it again.
-_PREPARED: weakref.WeakKeyDictionary[psycopg.Connection, dict[str, bytes]] = (
+# PQexecPrepared, parameters sent as text. Each function returns jsonb, returned as its text.
+# A connection that lost the statement (DISCARD ALL, DEALLOCATE) prepares it again.
+_IDLE = TransactionStatus.IDLE
+_PIPELINE_OFF = pq.PipelineStatus.OFF
+_TUPLES_OK = pq.ExecStatus.TUPLES_OK
+_STATEMENT_LOST = b"26000"  # invalid_sql_statement_name: not prepared on this connection
+_PREPARED: weakref.WeakKeyDictionary[psycopg.BaseConnection[Any], dict[str, bytes]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _call_prepared(conn: psycopg.Connection, query: str, params: Sequence[Any]) -> Any:
-    values = [_text(p) for p in params]
-    names = _PREPARED.setdefault(conn, {})
+def prepared_statements(conn: psycopg.BaseConnection[Any]) -> dict[str, bytes]:
+    """The operations' calls prepared on ``conn`` (query -> statement name), shared by every
+    ledger over it: a ledger over one connection keeps this and passes it to :func:`call`."""
+    return _PREPARED.setdefault(conn, {})  # one dict per connection, even across threads
+
+
+def _call_prepared(
+    conn: psycopg.Connection, query: str, params: Sequence[Any], statements: dict[str, bytes]
+) -> bytes:
+    values = [_TEXT_FORMS[type(p)](p) for p in params]
     with conn.lock:
         pgconn = conn.pgconn
-        for attempt in (1, 2):
-            name = names.get(query)
-            if name is None:
-                name = _statement_name(query)
-                _check_prepared(pgconn.prepare(name, _numbered(query).encode()), conn)
-                names[query] = name
-            outcome = _outcome(pgconn.exec_prepared(name, values), conn, attempt)
-            if outcome is not _PREPARE_AGAIN:
-                return outcome
-            del names[query]
-    raise AssertionError("unreachable")
+        name = statements.get(query)
+        if name is None:
+            name = statements[query] = _prepare(conn, query)
+        result = pgconn.exec_prepared(name, values)
+        if result.status == _TUPLES_OK:
+            return result.get_value(0, 0)  # type: ignore[return-value]  # a receipt, never NULL
+        if result.error_field(_SQLSTATE) == _STATEMENT_LOST:
+            del statements[query]
+            name = statements[query] = _prepare(conn, query)
+            result = pgconn.exec_prepared(name, values)
+        return _value_or_raise(result, conn)
+
+
+def _prepare(conn: psycopg.Connection, query: str) -> bytes:
+    name = _statement_name(query)
+    _check_prepared(conn.pgconn.prepare(name, _numbered(query).encode()), conn)
+    return name
 
 
 # The same for asyncio: the statement is sent with libpq's asynchronous calls and the result
 # awaited on the socket, without psycopg's generators and cursor (measured: the single-process
 # asyncio client did about a quarter fewer operations per second through them).
-_PREPARED_ASYNC: weakref.WeakKeyDictionary[psycopg.AsyncConnection, dict[str, bytes]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 async def _call_prepared_async(
-    conn: psycopg.AsyncConnection, query: str, params: Sequence[Any]
-) -> Any:
-    values = [_text(p) for p in params]
-    names = _PREPARED_ASYNC.setdefault(conn, {})
+    conn: psycopg.AsyncConnection,
+    query: str,
+    params: Sequence[Any],
+    statements: dict[str, bytes],
+) -> bytes:
+    values = [_TEXT_FORMS[type(p)](p) for p in params]
     async with conn.lock:
         pgconn = conn.pgconn
         try:
-            for attempt in (1, 2):
-                name = names.get(query)
-                if name is None:
-                    name = _statement_name(query)
-                    pgconn.send_prepare(name, _numbered(query).encode())
-                    _check_prepared(await _result(pgconn), conn)
-                    names[query] = name
+            name = statements.get(query)
+            if name is None:
+                name = statements[query] = await _prepare_async(conn, query)
+            pgconn.send_query_prepared(name, values)
+            result = await _result(pgconn)
+            if result.status != _TUPLES_OK and result.error_field(_SQLSTATE) == _STATEMENT_LOST:
+                del statements[query]
+                name = statements[query] = await _prepare_async(conn, query)
                 pgconn.send_query_prepared(name, values)
-                outcome = _outcome(await _result(pgconn), conn, attempt)
-                if outcome is not _PREPARE_AGAIN:
-                    return outcome
-                del names[query]
+                result = await _result(pgconn)
         except asyncio.CancelledError:
             # Cancelled mid-command: ask the server to cancel the statement (a blocking
             # request, one short loopback connection), then close this connection rather than
@@ -216,7 +307,14 @@ async def _call_prepared_async(
                 pgconn.get_cancel().cancel()
             pgconn.finish()
             raise
-    raise AssertionError("unreachable")
+        return _value_or_raise(result, conn)
+
+
+async def _prepare_async(conn: psycopg.AsyncConnection, query: str) -> bytes:
+    name = _statement_name(query)
+    conn.pgconn.send_prepare(name, _numbered(query).encode())
+    _check_prepared(await _result(conn.pgconn), conn)
+    return name
 
 
 async def _result(pgconn: pq.abc.PGconn) -> pq.abc.PGresult:
@@ -256,7 +354,7 @@ async def _ready(loop: asyncio.AbstractEventLoop, fd: int, *, writable: bool) ->
             loop.remove_reader(fd)
 
 
-_PREPARE_AGAIN = object()
+_SQLSTATE = pq.DiagnosticField.SQLSTATE
 
 
 def _statement_name(query: str) -> bytes:
@@ -268,15 +366,18 @@ def _check_prepared(result: pq.abc.PGresult, conn: psycopg.BaseConnection[Any]) 
         raise psycopg.errors.error_from_result(result, conn.info.encoding)
 
 
-def _outcome(result: pq.abc.PGresult, conn: psycopg.BaseConnection[Any], attempt: int) -> Any:
-    """The function's jsonb result, decoded; ``_PREPARE_AGAIN`` when the connection lost the
-    prepared statement (DISCARD ALL, DEALLOCATE) on a first attempt; else the error raised."""
-    if result.status == pq.ExecStatus.TUPLES_OK:
-        return json.loads((result.get_value(0, 0) or b"null").decode())
-    error = psycopg.errors.error_from_result(result, conn.info.encoding)
-    if attempt == 1 and isinstance(error, psycopg.errors.InvalidSqlStatementName):
-        return _PREPARE_AGAIN
-    raise error
+def _value(result: pq.abc.PGresult) -> bytes:
+    """The function's result (jsonb text) from its successful result."""
+    value = result.get_value(0, 0)
+    assert value is not None, "the operations' functions return a receipt"
+    return value
+
+
+def _value_or_raise(result: pq.abc.PGresult, conn: psycopg.BaseConnection[Any]) -> bytes:
+    """The function's result (jsonb text), or the error it raised."""
+    if result.status == _TUPLES_OK:
+        return _value(result)
+    raise psycopg.errors.error_from_result(result, conn.info.encoding)
 
 
 def _numbered(query: str) -> str:
@@ -285,24 +386,56 @@ def _numbered(query: str) -> str:
     return "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], 1)) + parts[-1]
 
 
-def _text(value: Any) -> bytes | None:
-    """A parameter in PostgreSQL's text input format (the function's signature types it)."""
-    kind = type(value)
-    if kind is str:
-        return value.encode()
-    if kind is int:
-        return b"%d" % value
-    if value is None:
-        return None
-    if kind is bytes:
-        return b"\\x" + value.hex().encode()
-    if kind is Jsonb:
-        return json.dumps(value.obj).encode()
-    if isinstance(value, datetime | date):
-        return value.isoformat().encode()
-    if isinstance(value, bool) or not isinstance(value, int | str | uuid.UUID):
-        raise TypeError(f"no text form for a ledger function parameter of {kind}")
+# A parameter in PostgreSQL's text input format (the function's signature types it), by the
+# exact type of the value: one lookup per parameter on the hot path. Subclasses (an IntEnum,
+# a datetime subclass) are resolved by ``__missing__``; a float or a bool is refused.
+def _null(value: None) -> None:
+    return None
+
+
+def _bytea(value: bytes) -> bytes:
+    return b"\\x" + value.hex().encode()
+
+
+def _iso(value: date) -> bytes:  # a date or a datetime (with its offset)
+    return value.isoformat().encode()
+
+
+def _str(value: object) -> bytes:
     return str(value).encode()
+
+
+def _jsonb(value: Jsonb) -> bytes:
+    return json.dumps(value.obj).encode()
+
+
+class _TextForms(dict[type, Callable[[Any], bytes | None]]):
+    def __missing__(self, kind: type) -> Callable[[Any], bytes | None]:
+        if issubclass(kind, date):
+            return _iso
+        if issubclass(kind, bool) or not issubclass(kind, int | str | uuid.UUID):
+            raise TypeError(f"no text form for a ledger function parameter of {kind}")
+        return _str
+
+
+_TEXT_FORMS = _TextForms(
+    {
+        str: str.encode,
+        int: b"%d".__mod__,
+        type(None): _null,
+        bytes: _bytea,
+        datetime: _iso,
+        # A day's fills share their trade and settlement dates: their text is remembered.
+        date: functools.lru_cache(maxsize=64)(_iso),
+        uuid.UUID: _str,
+        Jsonb: _jsonb,
+    }
+)
+
+
+def _text(value: Any) -> bytes | None:
+    """A parameter in PostgreSQL's text input format (what :func:`_call_prepared` sends)."""
+    return _TEXT_FORMS[type(value)](value)
 
 
 _ACCOUNT_INSERT: LiteralString = (

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime
+from enum import IntEnum
 
 import pytest
 from psycopg.types.json import Jsonb
 
 from ledger.journal import BOOK_FILL, _numbered, _text
+from ledger.rules import Side
 
 
 def test_placeholders_are_numbered_in_order():
@@ -41,3 +43,26 @@ def test_a_float_or_bool_parameter_is_refused(value):
     """Money is never float, and no function takes a boolean: both are programming errors."""
     with pytest.raises(TypeError, match="no text form for a ledger function parameter"):
         _text(value)
+
+
+class Quantity(IntEnum):
+    TEN = 10
+
+
+class Stamp(datetime):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (Quantity.TEN, b"10"),
+        (Side.BUY, b"buy"),
+        (Stamp(2025, 6, 10, 15, tzinfo=UTC), b"2025-06-10T15:00:00+00:00"),
+        (date(2025, 6, 11), b"2025-06-11"),  # remembered: asked twice
+        (date(2025, 6, 11), b"2025-06-11"),
+    ],
+)
+def test_subclasses_of_the_parameter_types_take_the_same_text_form(value, text):
+    """An IntEnum or StrEnum member and a datetime subclass are sent as their base type is."""
+    assert _text(value) == text
