@@ -89,18 +89,11 @@ _RECEIPT_JSONB = re.compile(
     rb'"settlement_date": (?:null|"([0-9]{4}-[0-9]{2}-[0-9]{2})")\}' % (_UUID_TEXT, _UUID_TEXT)
 )
 _KINDS = {kind.value.encode(): kind for kind in TransactionKind}
-_new_object = object.__new__
-_set_slot = object.__setattr__
-_UNKNOWN_SAFETY = uuid.SafeUUID.unknown
 
 
 def _uuid(text: bytes) -> uuid.UUID:
-    """``uuid.UUID(text)`` for a uuid's canonical text: the two slots UUID's constructor (and
-    unpickling) ends by setting, without its parsing of every text form."""
-    value = _new_object(uuid.UUID)
-    _set_slot(value, "int", int(text.replace(b"-", b""), 16))
-    _set_slot(value, "is_safe", _UNKNOWN_SAFETY)
-    return value
+    """The uuid of its canonical text (as the pattern matched it)."""
+    return uuid.UUID(int=int(text.replace(b"-", b""), 16))
 
 
 def receipt_from_jsonb(text: bytes) -> Receipt:
