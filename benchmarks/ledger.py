@@ -19,6 +19,13 @@ A diagnostic column, not part of the target: "fn via pgbench" runs the same hold
 function calls from pgbench itself (a custom script, C client, same client count, each client
 its own user), so the database's share and the Python client's share of the cost can be told
 apart. The target is judged on the Python figure, the path the order system takes.
+
+A second diagnostic, "no db checks": the process-per-client loop on a third scratch database
+where the ledger's database-enforced invariants are switched off (every CHECK and domain
+constraint dropped, every trigger on the ledger's tables disabled: the zero-sum check, the
+entry checks, the foreign keys, append-only). The operations still do all their own work
+(idempotency, locks, the funds check, the hash chain, the entries, the balance rows). It shows
+what the enforcement costs, and what the target leaves for it. Never a configuration to run.
 """
 
 from __future__ import annotations
@@ -185,6 +192,31 @@ def run_functions(dsn: str, clients: int, seconds: float, workdir: Path) -> floa
     return 2 * run_pgbench(dsn, clients, seconds, script=script)
 
 
+# Diagnostic only (see the module docstring): the ledger's tables without their database-side
+# enforcement. Domains are replaced by their base types, CHECKs dropped, triggers disabled.
+_NO_DB_CHECKS = """
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT conrelid::regclass AS t, conname FROM pg_constraint
+             WHERE contype = 'c' AND conrelid::regclass::text LIKE 'ledger\\_%' LOOP
+        EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', r.t, r.conname);
+    END LOOP;
+    FOR r IN SELECT c.relname, a.attname, format_type(t.typbasetype, t.typtypmod) AS base
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+             JOIN pg_type t ON t.oid = a.atttypid
+             WHERE c.relname LIKE 'ledger\\_%' AND c.relkind = 'r' AND t.typtype = 'd' LOOP
+        EXECUTE format('ALTER TABLE %I ALTER COLUMN %I TYPE %s', r.relname, r.attname, r.base);
+    END LOOP;
+    FOR r IN SELECT relname FROM pg_class WHERE relname LIKE 'ledger\\_%' AND relkind = 'r' LOOP
+        EXECUTE format('ALTER TABLE %I DISABLE TRIGGER ALL', r.relname);
+    END LOOP;
+END;
+$$
+"""
+
+
 def run_pgbench(dsn: str, clients: int, seconds: float, *, script: Path | None = None) -> float:
     result = subprocess.run(
         [PGBENCH, "-n", "-c", str(clients), "-j", str(min(clients, os.cpu_count() or 1)),
@@ -206,14 +238,22 @@ def main() -> int:
     if not args.dsn:
         parser.error("pass --dsn or set TP_TEST_DATABASE_URL")
     suffix = uuid.uuid4().hex[:8]
-    names = {"ledger": f"bench_ledger_{suffix}", "pgbench": f"bench_pgbench_{suffix}"}
+    names = {
+        "ledger": f"bench_ledger_{suffix}",
+        "pgbench": f"bench_pgbench_{suffix}",
+        "unchecked": f"bench_unchecked_{suffix}",
+    }
     with psycopg.connect(args.dsn, autocommit=True) as admin:
         for name in names.values():
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     ledger_dsn = make_conninfo(args.dsn, dbname=names["ledger"])
     bench_dsn = make_conninfo(args.dsn, dbname=names["pgbench"])
+    unchecked_dsn = make_conninfo(args.dsn, dbname=names["unchecked"])
     try:
         migrate(ledger_dsn)
+        migrate(unchecked_dsn)
+        with psycopg.connect(unchecked_dsn, autocommit=True) as conn:
+            conn.execute(_NO_DB_CHECKS)
         subprocess.run(
             [PGBENCH, "-i", "-q", "-s", str(args.scale), bench_dsn], check=True, capture_output=True
         )
@@ -224,9 +264,11 @@ def main() -> int:
                 ledger_tps, p50, p99 = run_ledger(ledger_dsn, clients, args.seconds)
                 async_tps, _, async_p99 = run_ledger_async(ledger_dsn, clients, args.seconds)
                 functions_tps = run_functions(ledger_dsn, clients, args.seconds, Path(workdir))
+                unchecked_tps, _, _ = run_ledger(unchecked_dsn, clients, args.seconds)
                 rows.append(
-                    (clients, ledger_tps, p50, p99, tps, functions_tps, async_tps, async_p99)
-                )
+                    (clients, ledger_tps, p50, p99, tps, functions_tps, async_tps, async_p99,
+                     unchecked_tps)
+                )  # fmt: skip
     finally:
         with psycopg.connect(args.dsn, autocommit=True) as admin:
             for name in names.values():
@@ -238,18 +280,21 @@ def main() -> int:
     )
     print(
         "ledger = a process per client (the target's shape); async = one asyncio process with"
-        " a connection per client; fn via pgbench = the same functions from pgbench's C client"
+        " a connection per client; fn via pgbench = the same functions from pgbench's C client;"
+        " no db checks = the ledger loop with the database's enforcement off (diagnostic)"
     )
     print(
         f"{'clients':>7} {'ledger tx/s':>12} {'p50 ms':>8} {'p99 ms':>8}"
         f" {'pgbench tps':>12} {'ratio':>6} {'async tx/s':>11} {'p99 ms':>8} {'ratio':>6}"
-        f" {'fn via pgbench':>15} {'ratio':>6}"
+        f" {'fn via pgbench':>15} {'ratio':>6} {'no db checks':>13} {'ratio':>6}"
     )
-    for clients, ledger_tps, p50, p99, tps, functions_tps, async_tps, async_p99 in rows:
+    for row in rows:
+        clients, ledger_tps, p50, p99, tps, functions_tps, async_tps, async_p99, unchecked = row
         print(
             f"{clients:>7} {ledger_tps:>12.0f} {p50:>8.2f} {p99:>8.2f}"
             f" {tps:>12.0f} {ledger_tps / tps:>6.0%} {async_tps:>11.0f} {async_p99:>8.2f}"
             f" {async_tps / tps:>6.0%} {functions_tps:>15.0f} {functions_tps / tps:>6.0%}"
+            f" {unchecked:>13.0f} {unchecked / tps:>6.0%}"
         )
     _, ledger_tps, _, p99, tps, *_ = next(r for r in rows if r[0] == 8)
     ok = ledger_tps >= 0.5 * tps and p99 < 20
