@@ -9,8 +9,9 @@ own transaction (one round trip); otherwise it runs in a (sub)transaction of the
 Lock order — every ledger transaction takes its locks in this order, so two of them can only
 ever wait for each other in one direction and never deadlock:
 
-1. the idempotency row ``(user_id, key)`` (a concurrent request with the same key waits here,
-   then sees the first one's committed result);
+1. the idempotency row ``(user_id, key)``, for deposits, withdrawals and releases (a concurrent
+   request with the same key waits here, then sees the first one's committed result); holds
+   and fills keep their key on the journal transaction and check it under lock 2 instead;
 2. the user's chain head (``ledger_chains``), which also orders the user's hash chain;
 3. the user's balance rows of the assets involved (``ledger_balances``, one row per asset),
    ``SELECT … FOR UPDATE`` in asset order;

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from ledger import Ledger, reconcile
+from ledger import IdempotencyConflictError, Ledger, reconcile
 from ledger.money import Asset
 from tests.integration.ledger.test_integrity import raw_entries, raw_transaction
+from tests.integration.ledger.test_ledger_pg import concurrently
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
 
@@ -158,3 +159,54 @@ def test_journal_and_hold_rows_need_a_ledger_user(conn, new_user):
             " VALUES (%s, %s, 'USD', 1, 1)",
             (uuid.uuid4(), stranger),
         )
+
+
+def test_a_hold_or_fill_key_replays_its_receipt_and_refuses_another_request(conn, ledger, new_user):
+    """The order path keeps its keys on the journal transaction: the same hold or fill again
+    returns the original receipt and books nothing; another request with the key, of the
+    same operation or another (a deposit), is refused naming the original operation."""
+    user = new_user()
+    ledger.deposit(user, 100_000, idempotency_key="fund")
+    hold = ledger.place_hold(user, asset="USD", amount=30_000, idempotency_key="h")
+    fill = ledger.book_fill(
+        user, symbol="AAPL", side="buy", quantity=20, price_cents=1_000, fee_cents=50,
+        executed_at=AT, idempotency_key="f", hold_id=hold.hold_id,
+    )  # fmt: skip
+    before = balance_rows(conn, user)
+    assert ledger.place_hold(user, asset="USD", amount=30_000, idempotency_key="h") == hold
+    assert ledger.book_fill(
+        user, symbol="AAPL", side="buy", quantity=20, price_cents=1_000, fee_cents=50,
+        executed_at=AT, idempotency_key="f", hold_id=hold.hold_id,
+    ) == fill  # fmt: skip
+    assert (fill.hold_id, str(fill.settlement_date)) == (hold.hold_id, "2025-06-11")
+    assert balance_rows(conn, user) == before
+    with pytest.raises(IdempotencyConflictError) as caught:
+        ledger.place_hold(user, asset="USD", amount=30_001, idempotency_key="h")
+    assert (caught.value.operation, caught.value.original_operation) == (
+        "place_hold",
+        "place_hold",
+    )
+    with pytest.raises(IdempotencyConflictError) as caught:
+        ledger.deposit(user, 100, idempotency_key="f")
+    assert (caught.value.operation, caught.value.original_operation) == ("deposit", "book_fill")
+    with pytest.raises(IdempotencyConflictError) as caught:
+        ledger.place_hold(user, asset="USD", amount=100, idempotency_key="fund")
+    assert (caught.value.operation, caught.value.original_operation) == ("place_hold", "deposit")
+    assert balance_rows(conn, user) == before
+    assert conn.execute(
+        "SELECT count(*) FROM ledger_transactions WHERE user_id = %s", (user,)
+    ).fetchone() == (3,)
+
+
+def test_concurrent_holds_with_one_key_book_one_hold(migrated_dsn, ledger, new_user, conn):
+    """20 simultaneous $10 holds with the same key: they wait on the chain lock, the first
+    books, the others see it committed and return its receipt; $10 is held once."""
+    user = new_user()
+    ledger.deposit(user, 10_000, idempotency_key="fund")
+    conn.commit()
+    results = concurrently(
+        migrated_dsn, 20, lambda lg, i: lg.place_hold(user, asset="USD", amount=1_000,
+                                                       idempotency_key="same")
+    )  # fmt: skip
+    assert len({r.hold_id for r in results}) == 1
+    assert balance_rows(conn, user) == [("USD", 10_000, 0, 1_000)]

@@ -306,6 +306,12 @@ def test_migrations_7_and_8_apply_over_a_used_0006_ledger(pg_dsn: str, tmp_path:
             " ORDER BY asset",
             (user,),
         ).fetchall() == [("AAPL", 0, 2, 0), ("USD", 4190, 0, 190)]
+        # A key booked before 0008 (kept in ledger_idempotency) still replays, or is refused.
+        replay = "SELECT ledger_place_hold(%s, 'h1', %s, 'USD', 1000, NULL, %s)->>'hold_id'"
+        assert conn.execute(replay, (user, b"\x00", AT)).fetchone() == (hold,)
+        with pytest.raises(psycopg.Error) as caught, conn.transaction():
+            conn.execute(replay, (user, b"\x01", AT))
+        assert caught.value.sqlstate == "TPL11"
         ids = accounts_of(conn, user)
         with pytest.raises(psycopg.Error) as caught, conn.transaction():
             raw_entries(

@@ -21,8 +21,17 @@
 --     posting already holds that row FOR UPDATE, so the foreign key's FOR KEY SHARE lock costs
 --     nothing more, where the users row was locked (and written) again by every operation.
 --
+--   * the order path's idempotency keys live on the journal transaction they booked (a unique
+--     index on (user_id, idempotency_key) and the request's hash on the row), looked up under
+--     the chain lock, instead of a separate ledger_idempotency row claimed first: one index
+--     probe instead of a row, its index and its foreign key. The other operations still claim
+--     their keys in ledger_idempotency (and also find the order path's there: ledger_claim_key
+--     looks at both), so one key is one request across all operations.
+--
 -- Lock order (as 0003, with the balance rows now one per asset):
---   1. the idempotency row (user_id, key);
+--   1. the idempotency row (user_id, key), for the operations that claim one (not holds or
+--      fills: their key is checked under lock 2, and a concurrent request with the same key
+--      waits there, then sees the first one's committed transaction);
 --   2. the user's chain head (ledger_chains);
 --   3. the user's balance rows of the assets involved, FOR UPDATE in asset order;
 --   4. the hold row, when the operation consumes one;
@@ -224,6 +233,88 @@ BEGIN
 END;
 $$;
 
+-- The order path's keys, on the transactions they booked. Every key claimed before 0008 was
+-- written on its transaction too, and claims are unique per user, so the index builds; rows
+-- without a request hash (older ones, the other operations') have theirs in ledger_idempotency.
+ALTER TABLE ledger_transactions ADD COLUMN request_hash bytea;
+CREATE UNIQUE INDEX ledger_transactions_key ON ledger_transactions (user_id, idempotency_key);
+
+-- The operation that books a transaction of each kind (as named in ledger_idempotency).
+CREATE FUNCTION ledger_operation(p_kind text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE p_kind WHEN 'hold' THEN 'place_hold' WHEN 'fill' THEN 'book_fill'
+        WHEN 'hold_release' THEN 'release_hold' WHEN 'withdrawal' THEN 'withdraw'
+        ELSE p_kind END
+$$;
+
+-- For a caller holding the user's chain lock: NULL when the key is new; the original receipt
+-- when the same request was booked with it; TPL11 when another request was (ledger_claim_key's
+-- error). A concurrent request with the key waited on the chain lock and is seen committed.
+CREATE FUNCTION ledger_replay(
+    p_user_id bigint, p_key text, p_operation text, p_request_hash bytea
+) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    t record;
+    v_operation text;
+    v_hash bytea;
+    v_result jsonb;
+BEGIN
+    SELECT id, kind::text AS kind, request_hash, metadata, settlement_date INTO t
+    FROM ledger_transactions WHERE user_id = p_user_id AND idempotency_key = p_key;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    ELSIF t.request_hash IS NULL THEN
+        SELECT operation, request_hash, result INTO v_operation, v_hash, v_result
+        FROM ledger_idempotency WHERE user_id = p_user_id AND key = p_key;
+    ELSE
+        v_operation := ledger_operation(t.kind);
+        v_hash := t.request_hash;
+        v_result := ledger_receipt(t.id, t.kind, (t.metadata->>'hold_id')::uuid,
+                                   t.settlement_date);
+    END IF;
+    IF v_operation IS DISTINCT FROM p_operation OR v_hash IS DISTINCT FROM p_request_hash THEN
+        RAISE EXCEPTION USING ERRCODE = 'TPL11',
+            MESSAGE = format('idempotency key %L was already used for a different request (%s);'
+                             ' use a new key for a new %s', p_key, v_operation, p_operation),
+            DETAIL = jsonb_build_object('key', p_key, 'operation', p_operation,
+                                        'original_operation', v_operation)::text;
+    END IF;
+    RETURN v_result;
+END;
+$$;
+
+-- 0003's claim for the other operations, which also finds a key the order path booked.
+CREATE OR REPLACE FUNCTION ledger_claim_key(
+    p_user_id bigint, p_key text, p_operation text, p_request_hash bytea, p_receipt jsonb
+) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    v_row record;
+BEGIN
+    INSERT INTO ledger_idempotency (user_id, key, operation, request_hash, result)
+    VALUES (p_user_id, p_key, p_operation, p_request_hash, p_receipt)
+    ON CONFLICT DO NOTHING;
+    IF FOUND THEN
+        -- New here; a hold or fill may have booked it (such rows carry their request hash).
+        PERFORM FROM ledger_transactions
+        WHERE user_id = p_user_id AND idempotency_key = p_key AND request_hash IS NOT NULL;
+        IF FOUND THEN
+            RETURN ledger_replay(p_user_id, p_key, p_operation, p_request_hash);
+        END IF;
+        RETURN NULL;
+    END IF;
+    -- A new snapshot (READ COMMITTED, volatile function): sees the winner's committed row.
+    SELECT operation, request_hash, result INTO v_row
+    FROM ledger_idempotency WHERE user_id = p_user_id AND key = p_key;
+    IF v_row.operation <> p_operation OR v_row.request_hash <> p_request_hash THEN
+        RAISE EXCEPTION USING ERRCODE = 'TPL11',
+            MESSAGE = format('idempotency key %L was already used for a different request (%s);'
+                             ' use a new key for a new %s', p_key, v_row.operation, p_operation),
+            DETAIL = jsonb_build_object('key', p_key, 'operation', p_operation,
+                                        'original_operation', v_row.operation)::text;
+    END IF;
+    RETURN v_row.result;
+END;
+$$;
+
 -- A posting of the order path: the transaction (hashed into the user's chain), its entries
 -- (zero amounts dropped) and the balance rows they move, in one statement, for a caller that
 -- holds the chain lock (it read p_seq - 1 and p_prev under it) and the balance rows' locks.
@@ -231,7 +322,7 @@ $$;
 -- NULL for a broker account; the caller takes both from the same account lookup.
 CREATE FUNCTION ledger_post(
     p_id uuid, p_user_id bigint, p_seq bigint, p_prev bytea, p_kind text, p_key text,
-    p_effective_at timestamptz, p_settlement_date date, p_metadata jsonb,
+    p_request_hash bytea, p_effective_at timestamptz, p_settlement_date date, p_metadata jsonb,
     p_account_ids bigint[], p_assets text[], p_amounts bigint[], p_buckets text[]
 ) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
@@ -251,9 +342,9 @@ BEGIN
                               '[]') AS entries FROM e) j
     ), t AS (
         INSERT INTO ledger_transactions (id, user_id, chain_seq, kind, idempotency_key,
-            effective_at, settlement_date, metadata, prev_hash, hash, hash_form)
+            effective_at, settlement_date, metadata, prev_hash, hash, hash_form, request_hash)
         SELECT p_id, p_user_id, p_seq, p_kind, p_key, p_effective_at, p_settlement_date,
-            p_metadata, p_prev, h.hash, 2 FROM h
+            p_metadata, p_prev, h.hash, 2, p_request_hash FROM h
         RETURNING hash
     ), n AS (
         INSERT INTO ledger_entries (transaction_id, account_id, asset, amount)
@@ -278,13 +369,14 @@ BEGIN
     PERFORM set_config('ledger.posting', '', true);
 END;
 $$;
-ALTER FUNCTION ledger_post(uuid, bigint, bigint, bytea, text, text, timestamptz, date, jsonb,
-    bigint[], text[], bigint[], text[]) SET enable_seqscan = off;
+ALTER FUNCTION ledger_post(uuid, bigint, bigint, bytea, text, text, bytea, timestamptz, date,
+    jsonb, bigint[], text[], bigint[], text[]) SET enable_seqscan = off;
 
 DROP FUNCTION ledger_append_at(uuid, bigint, bigint, bytea, text, text, timestamptz, date, jsonb,
     bigint[], text[], bigint[]);
 
--- 0006's hold, over the balance row: the same key claim, checks, entries and receipt.
+-- 0006's hold, over the balance row: the same checks, entries and receipt; the key checked
+-- under the chain lock (ledger_replay) and kept on the transaction.
 CREATE OR REPLACE FUNCTION ledger_place_hold(
     p_user_id bigint, p_key text, p_request_hash bytea,
     p_asset text, p_amount bigint, p_order_id text, p_effective_at timestamptz
@@ -299,23 +391,16 @@ DECLARE
     v_power bigint;
     a record;
 BEGIN
-    -- The key claim of ledger_claim_key, inline; a taken key goes through it for the replay.
-    INSERT INTO ledger_idempotency (user_id, key, operation, request_hash, result)
-    VALUES (p_user_id, p_key, 'place_hold', p_request_hash, v_receipt)
-    ON CONFLICT DO NOTHING;
-    IF NOT FOUND THEN
-        v_original := ledger_claim_key(p_user_id, p_key, 'place_hold', p_request_hash,
-                                       v_receipt);
-        IF v_original IS NOT NULL THEN
-            RETURN v_original;
-        END IF;
-    END IF;
     -- Locks 2 and 3: the chain head, then the balance row (one row: one asset).
     SELECT c.seq, c.head, b.settled + b.unsettled - b.held INTO v_seq, v_prev, v_power
     FROM ledger_chains c JOIN ledger_balances b ON b.user_id = c.user_id AND b.asset = p_asset
     WHERE c.user_id = p_user_id FOR UPDATE;
     IF NOT FOUND THEN
         PERFORM ledger_unknown_user(p_user_id);
+    END IF;
+    v_original := ledger_replay(p_user_id, p_key, 'place_hold', p_request_hash);
+    IF v_original IS NOT NULL THEN
+        RETURN v_original;
     END IF;
     -- Accounts never change: read unlocked.
     SELECT max(id) FILTER (WHERE user_id IS NOT NULL AND kind IN ('cash_held', 'position_held'))
@@ -331,8 +416,8 @@ BEGIN
     END IF;
     INSERT INTO ledger_holds (id, user_id, asset, amount, remaining, order_id)
     VALUES (v_hold, p_user_id, p_asset, p_amount, p_amount, p_order_id);
-    PERFORM ledger_post(v_tx, p_user_id, v_seq + 1, v_prev, 'hold', p_key, p_effective_at,
-        NULL,
+    PERFORM ledger_post(v_tx, p_user_id, v_seq + 1, v_prev, 'hold', p_key, p_request_hash,
+        p_effective_at, NULL,
         jsonb_build_object('hold_id', v_hold::text, 'order_id', p_order_id),
         ARRAY[a.held, a.broker], ARRAY[p_asset, p_asset], ARRAY[p_amount, -p_amount],
         ARRAY['held', NULL]);
@@ -340,7 +425,8 @@ BEGIN
 END;
 $$;
 
--- 0006's fill, over the balance rows: the same key claim, checks, entries and receipt.
+-- 0006's fill, over the balance rows: the same checks, entries and receipt; the key checked
+-- under the chain lock (ledger_replay) and kept on the transaction.
 CREATE OR REPLACE FUNCTION ledger_book_fill(
     p_user_id bigint, p_key text, p_request_hash bytea,
     p_symbol text, p_side text, p_quantity bigint, p_price bigint, p_fee bigint,
@@ -369,17 +455,6 @@ DECLARE
     v_amounts bigint[];
     v_buckets text[];
 BEGIN
-    -- The key claim of ledger_claim_key, inline; a taken key goes through it for the replay.
-    INSERT INTO ledger_idempotency (user_id, key, operation, request_hash, result)
-    VALUES (p_user_id, p_key, 'book_fill', p_request_hash, v_receipt)
-    ON CONFLICT DO NOTHING;
-    IF NOT FOUND THEN
-        v_original := ledger_claim_key(p_user_id, p_key, 'book_fill', p_request_hash,
-                                       v_receipt);
-        IF v_original IS NOT NULL THEN
-            RETURN v_original;
-        END IF;
-    END IF;
     -- Locks 2 and 3: the chain head, then the balance rows of cash and the symbol, in asset
     -- order (the join yields the chain row first, with the first balance row).
     FOR r IN
@@ -395,6 +470,10 @@ BEGIN
     END LOOP;
     IF v_rows < 2 THEN
         PERFORM ledger_unknown_user(p_user_id);
+    END IF;
+    v_original := ledger_replay(p_user_id, p_key, 'book_fill', p_request_hash);
+    IF v_original IS NOT NULL THEN
+        RETURN v_original;
     END IF;
     IF p_hold_id IS NOT NULL THEN
         SELECT remaining INTO v_remaining FROM ledger_holds
@@ -457,8 +536,8 @@ BEGIN
     IF v_consumed > 0 THEN
         UPDATE ledger_holds SET remaining = remaining - v_consumed WHERE id = p_hold_id;
     END IF;
-    PERFORM ledger_post(v_tx, p_user_id, v_seq + 1, v_prev, 'fill', p_key, p_executed_at,
-        p_settlement_date,
+    PERFORM ledger_post(v_tx, p_user_id, v_seq + 1, v_prev, 'fill', p_key, p_request_hash,
+        p_executed_at, p_settlement_date,
         jsonb_build_object('symbol', p_symbol, 'side', p_side, 'quantity', p_quantity,
                            'price_cents', p_price, 'fee_cents', p_fee,
                            'trade_date', to_char(p_trade_date, 'YYYY-MM-DD'),
