@@ -111,6 +111,12 @@ ALTER TABLE ledger_transactions
 ALTER TABLE ledger_chains DROP CONSTRAINT ledger_chains_head_check;
 ALTER TABLE ledger_chains ALTER COLUMN head TYPE ledger_sha256;
 
+-- No query reads open holds by user (they are found by id, and reconcile sums them all), and
+-- this partial index made every fill's UPDATE of a hold's remainder a non-HOT update (its
+-- predicate reads the column). Holds leave room on their page for that update.
+DROP INDEX ledger_holds_open_idx;
+ALTER TABLE ledger_holds SET (fillfactor = 50);
+
 -- The journal's and holds' users are ledger users: those with a chain (whose user_id
 -- references users). A posting holds that row FOR UPDATE already.
 ALTER TABLE ledger_transactions
