@@ -252,6 +252,18 @@ CREATE FUNCTION ledger_operation(p_kind text) RETURNS text LANGUAGE sql IMMUTABL
         ELSE p_kind END
 $$;
 
+-- TPL11: the key was used for another request (0003's error, message and DETAIL).
+CREATE FUNCTION ledger_raise_key_conflict(p_key text, p_operation text, p_original text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'TPL11',
+        MESSAGE = format('idempotency key %L was already used for a different request (%s);'
+                         ' use a new key for a new %s', p_key, p_original, p_operation),
+        DETAIL = jsonb_build_object('key', p_key, 'operation', p_operation,
+                                    'original_operation', p_original)::text;
+END;
+$$;
+
 -- For a caller holding the user's chain lock: NULL when the key is new; the original receipt
 -- when the same request was booked with it; TPL11 when another request was (ledger_claim_key's
 -- error). A concurrent request with the key waited on the chain lock and is seen committed.
@@ -278,11 +290,7 @@ BEGIN
                                    t.settlement_date);
     END IF;
     IF v_operation IS DISTINCT FROM p_operation OR v_hash IS DISTINCT FROM p_request_hash THEN
-        RAISE EXCEPTION USING ERRCODE = 'TPL11',
-            MESSAGE = format('idempotency key %L was already used for a different request (%s);'
-                             ' use a new key for a new %s', p_key, v_operation, p_operation),
-            DETAIL = jsonb_build_object('key', p_key, 'operation', p_operation,
-                                        'original_operation', v_operation)::text;
+        PERFORM ledger_raise_key_conflict(p_key, p_operation, v_operation);
     END IF;
     RETURN v_result;
 END;
@@ -311,11 +319,7 @@ BEGIN
     SELECT operation, request_hash, result INTO v_row
     FROM ledger_idempotency WHERE user_id = p_user_id AND key = p_key;
     IF v_row.operation <> p_operation OR v_row.request_hash <> p_request_hash THEN
-        RAISE EXCEPTION USING ERRCODE = 'TPL11',
-            MESSAGE = format('idempotency key %L was already used for a different request (%s);'
-                             ' use a new key for a new %s', p_key, v_row.operation, p_operation),
-            DETAIL = jsonb_build_object('key', p_key, 'operation', p_operation,
-                                        'original_operation', v_row.operation)::text;
+        PERFORM ledger_raise_key_conflict(p_key, p_operation, v_row.operation);
     END IF;
     RETURN v_row.result;
 END;
