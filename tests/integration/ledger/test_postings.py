@@ -1,0 +1,200 @@
+"""Migration 0009 on a real PostgreSQL: a posting of the order path (ledger_post) is checked
+whole by the statement that writes it and closed to later entries from its birth; every other
+transaction keeps the deferred zero-sum check; the single-column CHECKs that became domains
+keep their names."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+
+from ledger import Ledger, reconcile
+from tests.integration.ledger.test_balance_rows import AT, balance_rows, held_accounts
+from tests.integration.ledger.test_integrity import raw_entries, raw_transaction
+
+pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
+
+_POST = (
+    "SELECT ledger_post(%s, %s, c.seq + 1, c.head, 'hold', %s, '\\x01', %s, NULL, '{}',"
+    " %s::bigint[], %s::text[], %s::bigint[], %s::text[])"
+    " FROM ledger_chains c WHERE c.user_id = %s"
+)
+
+
+def chain_of(conn: psycopg.Connection, user: int) -> tuple[int, bytes]:
+    return conn.execute(
+        "SELECT seq, head FROM ledger_chains WHERE user_id = %s", (user,)
+    ).fetchone()
+
+
+def test_an_unbalanced_posting_is_refused_and_writes_nothing(conn, funded):
+    """ledger_post called with entries that do not sum to zero (here +500 held against -400
+    from the broker) raises TPL01 naming the asset and the sum; no transaction, entry, balance
+    or chain head is left behind."""
+    user, _ = funded
+    held, broker = held_accounts(conn, user)
+    tx = uuid.uuid4()
+    before = (balance_rows(conn, user), chain_of(conn, user))
+    with pytest.raises(psycopg.Error) as caught, conn.transaction():
+        conn.execute(
+            _POST,
+            (tx, user, "bad", AT, [held, broker], ["USD", "USD"], [500, -400], ["held", None],
+             user),
+        )  # fmt: skip
+    assert caught.value.sqlstate == "TPL01"
+    assert str(caught.value).startswith(
+        f"ledger transaction {tx} is unbalanced: asset USD sums to 100"
+    )
+    assert (balance_rows(conn, user), chain_of(conn, user)) == before
+    assert conn.execute(
+        "SELECT count(*) FROM ledger_transactions WHERE id = %s", (tx,)
+    ).fetchone() == (0,)
+    assert conn.execute(
+        "SELECT count(*) FROM ledger_entries WHERE transaction_id = %s", (tx,)
+    ).fetchone() == (0,)
+
+
+def test_a_balanced_posting_moves_the_balance_rows_and_the_chain(conn, funded):
+    """The same call with balanced entries books: the entries move 'held' by 500, the chain
+    advances by one to the hash the function returns. Balances equal the entries (reconcile);
+    with no hold row written beside it (place_hold writes one), reconcile names the hold gap."""
+    user, _ = funded
+    held, broker = held_accounts(conn, user)
+    seq, _ = chain_of(conn, user)
+    with conn.transaction():
+        (head,) = conn.execute(
+            _POST,
+            (uuid.uuid4(), user, "ok", AT, [held, broker], ["USD", "USD"], [500, -500],
+             ["held", None], user),
+        ).fetchone()  # fmt: skip
+    assert chain_of(conn, user) == (seq + 1, head)
+    assert balance_rows(conn, user) == [("USD", 10_000, 0, 500)]
+    report = reconcile(conn)
+    assert (report.differences, report.unbalanced_assets) == ([], {})
+    assert report.hold_mismatches == [(user, "USD", 500, 0)]
+
+
+def test_a_postings_transaction_takes_no_entry_after_its_own(conn, ledger: Ledger, funded):
+    """Later in the same database transaction, raw entries naming a hold's journal transaction
+    are refused (TPL02): a posting is closed from the statement that wrote it, with no
+    deferred check left to run."""
+    user, ids = funded
+    with pytest.raises(psycopg.Error) as caught, conn.transaction():
+        receipt = ledger.place_hold(user, asset="USD", amount=1_000, idempotency_key="h")
+        raw_entries(
+            conn,
+            receipt.transaction_id,
+            (ids["bank"], "USD", -300),
+            (ids["cash_settled"], "USD", 300),
+        )
+    assert caught.value.sqlstate == "TPL02"
+    assert balance_rows(conn, user) == [("USD", 10_000, 0, 0)]
+
+
+def test_a_raw_transaction_with_a_request_hash_can_hold_no_entries(conn, funded):
+    """A transaction row inserted by hand with a request hash counts as a posting: closed at
+    once, so raw entries for it are refused (TPL02), while the row alone (no entries) commits:
+    it balances."""
+    user, ids = funded
+    with pytest.raises(psycopg.Error) as caught, conn.transaction():
+        tx = uuid.uuid4()
+        conn.execute(
+            "INSERT INTO ledger_transactions (id, user_id, chain_seq, kind, effective_at,"
+            " prev_hash, hash, request_hash) VALUES (%s, %s, 2001, 'hold', %s, %s, %s, '\\x01')",
+            (tx, user, AT, bytes(32), bytes(32)),
+        )
+        raw_entries(conn, tx, (ids["bank"], "USD", -1), (ids["cash_settled"], "USD", 1))
+    assert caught.value.sqlstate == "TPL02"
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO ledger_transactions (id, user_id, chain_seq, kind, effective_at,"
+            " prev_hash, hash, request_hash) VALUES (%s, %s, 2002, 'hold', %s, %s, %s, '\\x01')",
+            (uuid.uuid4(), user, AT, bytes(32), bytes(32)),
+        )
+    assert balance_rows(conn, user) == [("USD", 10_000, 0, 0)]
+
+
+def test_other_transactions_keep_the_deferred_zero_sum_check(conn, funded):
+    """A raw transaction without a request hash whose entries do not sum to zero is refused at
+    commit (TPL01) by the deferred constraint trigger, as before 0009; nothing is left."""
+    user, ids = funded
+    with pytest.raises(psycopg.Error) as caught, conn.transaction():
+        tx = raw_transaction(conn, user)
+        raw_entries(conn, tx, (ids["bank"], "USD", -300), (ids["cash_settled"], "USD", 200))
+    assert caught.value.sqlstate == "TPL01"
+    assert balance_rows(conn, user) == [("USD", 10_000, 0, 0)]
+
+
+def test_only_transactions_other_than_postings_are_locked_by_the_deferred_check(
+    conn, ledger: Ledger, funded
+):
+    """The deferred check closes a transaction by locking its row (its xmax is set); the
+    order path's postings are not queued for it: after a hold and a fill commit, their rows
+    carry no lock, while the deposit that funded the user does."""
+    user, _ = funded
+    hold = ledger.place_hold(user, asset="USD", amount=2_000, idempotency_key="h")
+    fill = ledger.book_fill(
+        user, symbol="AAPL", side="buy", quantity=1, price_cents=1_000, fee_cents=0,
+        executed_at=AT, idempotency_key="f", hold_id=hold.hold_id,
+    )  # fmt: skip
+    conn.commit()
+    locked = dict(
+        conn.execute(
+            "SELECT kind::text, xmax <> '0'::xid FROM ledger_transactions WHERE user_id = %s",
+            (user,),
+        ).fetchall()
+    )
+    assert locked == {"deposit": True, "hold": False, "fill": False}
+    assert {hold.transaction_id, fill.transaction_id} <= {
+        row[0]
+        for row in conn.execute(
+            "SELECT id FROM ledger_transactions WHERE request_hash IS NOT NULL AND user_id = %s",
+            (user,),
+        )
+    }
+    assert reconcile(conn).ok
+
+
+@pytest.mark.parametrize(
+    ("statement", "constraint"),
+    [
+        ("UPDATE ledger_chains SET seq = -1 WHERE user_id = %s", "ledger_chains_seq_check"),
+        (
+            "UPDATE ledger_balances SET unsettled = -1 WHERE user_id = %s",
+            "ledger_balances_unsettled_nonnegative",
+        ),
+        (
+            "UPDATE ledger_balances SET held = -1 WHERE user_id = %s",
+            "ledger_balances_held_nonnegative",
+        ),
+        (
+            "INSERT INTO ledger_holds (id, user_id, asset, amount, remaining)"
+            " VALUES (gen_random_uuid(), %s, 'USD', 0, 0)",
+            "ledger_holds_amount_check",
+        ),
+    ],
+)
+def test_checks_that_became_domains_keep_their_names(conn, funded, statement, constraint):
+    """Each single-column CHECK moved to a domain still refuses its bad value with SQLSTATE
+    23514 and the constraint's old name."""
+    user, _ = funded
+    with pytest.raises(psycopg.errors.CheckViolation) as caught, conn.transaction():
+        conn.execute(statement, (user,))
+    assert caught.value.diag.constraint_name == constraint
+
+
+def test_entries_have_one_index_their_primary_key_by_transaction(conn):
+    """ledger_entries is indexed once: (transaction_id, id), which serves every lookup by
+    transaction."""
+    assert conn.execute(
+        "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index"
+        " WHERE indrelid = 'ledger_entries'::regclass"
+    ).fetchall() == [
+        (
+            "ledger_entries_pkey",
+            "CREATE UNIQUE INDEX ledger_entries_pkey ON public.ledger_entries"
+            " USING btree (transaction_id, id)",
+        )
+    ]
