@@ -11,6 +11,11 @@ connection is in autocommit mode, so each operation is one statement, its own tr
 round trip (``ledger.journal.call``).
 Target (issue 6): at 8 clients, ledger transactions/s >= 50% of pgbench TPS, p99 < 20 ms.
 
+These two cores are shared: pgbench's own TPS moves by 10-30% from one 10 s run to the next.
+So at each client count pgbench and the ledger loop run in ``--rounds`` alternating pairs
+(default 3), each pair back to back; the ratio judged is the median of the pairs' ratios, and
+the p99 judged is the worst round's.
+
 A second shape, "async", is printed next to it: one asyncio process with a connection (and user)
 per client, the same loop through ``AsyncLedger`` (how pgbench drives its clients from a few
 threads). The target is judged on the process-per-client figure (see benchmarks/README.md).
@@ -194,7 +199,7 @@ def run_functions(dsn: str, clients: int, seconds: float, workdir: Path) -> floa
 
 
 # Diagnostic only (see the module docstring): the ledger's tables without their database-side
-# enforcement. Domains are replaced by their base types, CHECKs dropped, triggers disabled.
+# enforcement. CHECKs dropped (the tables' and the domains'), triggers disabled.
 _NO_DB_CHECKS = """
 DO $$
 DECLARE
@@ -204,11 +209,9 @@ BEGIN
              WHERE contype = 'c' AND conrelid::regclass::text LIKE 'ledger\\_%' LOOP
         EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', r.t, r.conname);
     END LOOP;
-    FOR r IN SELECT c.relname, a.attname, format_type(t.typbasetype, t.typtypmod) AS base
-             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-             JOIN pg_type t ON t.oid = a.atttypid
-             WHERE c.relname LIKE 'ledger\\_%' AND c.relkind = 'r' AND t.typtype = 'd' LOOP
-        EXECUTE format('ALTER TABLE %I ALTER COLUMN %I TYPE %s', r.relname, r.attname, r.base);
+    FOR r IN SELECT contypid::regtype AS d, conname FROM pg_constraint
+             WHERE contype = 'c' AND contypid::regtype::text LIKE 'ledger\\_%' LOOP
+        EXECUTE format('ALTER DOMAIN %s DROP CONSTRAINT %I', r.d, r.conname);
     END LOOP;
     FOR r IN SELECT relname FROM pg_class WHERE relname LIKE 'ledger\\_%' AND relkind = 'r' LOOP
         EXECUTE format('ALTER TABLE %I DISABLE TRIGGER ALL', r.relname);
@@ -240,6 +243,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--scale", type=int, default=32, help="pgbench -s (>= clients)")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="alternating pgbench/ledger rounds per client count; the ratio is their median",
+    )
+    parser.add_argument(
         "--clients",
         type=lambda text: tuple(int(c) for c in text.split(",")),
         default=CLIENTS,
@@ -269,10 +278,20 @@ def main() -> int:
             [PGBENCH, "-i", "-q", "-s", str(args.scale), bench_dsn], check=True, capture_output=True
         )
         rows = []
+        rounds: dict[int, list[tuple[float, float, float, float]]] = {}
         with tempfile.TemporaryDirectory(prefix="ledger-bench-") as workdir:
             for clients in args.clients:
-                tps = run_pgbench(bench_dsn, clients, args.seconds)
-                ledger_tps, p50, p99 = run_ledger(ledger_dsn, clients, args.seconds)
+                # pgbench and the ledger loop alternate, round by round: each round's ratio
+                # compares two runs a few seconds apart, and the median ratio is judged.
+                pairs = []
+                for _ in range(args.rounds):
+                    pgbench_tps = run_pgbench(bench_dsn, clients, args.seconds)
+                    pairs.append((pgbench_tps, *run_ledger(ledger_dsn, clients, args.seconds)))
+                rounds[clients] = pairs
+                tps = statistics.median(pair[0] for pair in pairs)
+                ledger_tps = statistics.median(pair[1] for pair in pairs)
+                p50 = statistics.median(pair[2] for pair in pairs)
+                p99 = max(pair[3] for pair in pairs)
                 async_tps, _, async_p99 = run_ledger_async(ledger_dsn, clients, args.seconds)
                 functions_tps = run_functions(ledger_dsn, clients, args.seconds, Path(workdir))
                 unchecked_tps, _, _ = run_ledger(unchecked_dsn, clients, args.seconds)
@@ -287,12 +306,15 @@ def main() -> int:
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
                 )
     print(
-        f"ledger holds+fills vs pgbench TPC-B-like (scale {args.scale}), {args.seconds:.0f}s each"
+        f"ledger holds+fills vs pgbench TPC-B-like (scale {args.scale}), {args.seconds:.0f}s each,"
+        f" {args.rounds} alternating rounds of pgbench and ledger per client count"
     )
     print(
-        "ledger = a process per client (the target's shape); async = one asyncio process with"
-        " a connection per client; fn via pgbench = the same functions from pgbench's C client;"
-        " no db checks = the ledger loop with the database's enforcement off (diagnostic)"
+        "ledger = a process per client (the target's shape): median tx/s and p50 over the"
+        " rounds, the worst round's p99; pgbench tps = median; ratio = median of the rounds'"
+        " ratios; async = one asyncio process with a connection per client; fn via pgbench ="
+        " the same functions from pgbench's C client; no db checks = the ledger loop with the"
+        " database's enforcement off (diagnostic); those three run once, against the median"
     )
     print(
         f"{'clients':>7} {'ledger tx/s':>12} {'p50 ms':>8} {'p99 ms':>8}"
@@ -303,19 +325,31 @@ def main() -> int:
         clients, ledger_tps, p50, p99, tps, functions_tps, async_tps, async_p99, unchecked = row
         print(
             f"{clients:>7} {ledger_tps:>12.0f} {p50:>8.2f} {p99:>8.2f}"
-            f" {tps:>12.0f} {ledger_tps / tps:>6.0%} {async_tps:>11.0f} {async_p99:>8.2f}"
-            f" {async_tps / tps:>6.0%} {functions_tps:>15.0f} {functions_tps / tps:>6.0%}"
-            f" {unchecked:>13.0f} {unchecked / tps:>6.0%}"
+            f" {tps:>12.0f} {median_ratio(rounds[clients]):>6.0%} {async_tps:>11.0f}"
+            f" {async_p99:>8.2f} {async_tps / tps:>6.0%} {functions_tps:>15.0f}"
+            f" {functions_tps / tps:>6.0%} {unchecked:>13.0f} {unchecked / tps:>6.0%}"
+        )
+    for clients, pairs in rounds.items():
+        print(
+            f"rounds at {clients} clients (pgbench tps / ledger tx/s = ratio, p99 ms): "
+            + "; ".join(f"{t:.0f} / {lt:.0f} = {lt / t:.0%}, {p:.2f}" for t, lt, _, p in pairs)
         )
     if 8 not in args.clients:
         return 0
-    _, ledger_tps, _, p99, tps, *_ = next(r for r in rows if r[0] == 8)
-    ok = ledger_tps >= 0.5 * tps and p99 < 20
+    ratio = median_ratio(rounds[8])
+    p99 = max(pair[3] for pair in rounds[8])
+    ok = ratio >= 0.5 and p99 < 20
     print(
-        f"target at 8 clients: ledger >= 50% of pgbench and p99 < 20 ms: "
-        f"{'PASS' if ok else 'FAIL'} ({ledger_tps / tps:.0%}, p99 {p99:.2f} ms)"
+        f"target at 8 clients: ledger >= 50% of pgbench (median of {args.rounds} rounds) and"
+        f" p99 < 20 ms (worst round): {'PASS' if ok else 'FAIL'} ({ratio:.0%}, p99 {p99:.2f} ms)"
     )
     return 0 if ok else 1
+
+
+def median_ratio(pairs: list[tuple[float, float, float, float]]) -> float:
+    """The median over rounds of ledger tx/s / pgbench TPS, each round's pair run back to
+    back."""
+    return statistics.median(ledger_tps / tps for tps, ledger_tps, _, _ in pairs)
 
 
 if __name__ == "__main__":
