@@ -20,7 +20,7 @@
 --     NULL): deposits, withdrawals, releases, settlements, raw SQL, and a posting called
 --     with no request hash. Those keep 0007's check and closure unchanged.
 --
--- Also, each measured on one backend (benchmarks/README.md, "Fifth pass"):
+-- Also (benchmarks/README.md, "Fifth pass"):
 --   * ledger_entries keeps one index instead of two: its primary key is (transaction_id, id);
 --   * the single-column CHECKs of the tables the order path writes are domains (0008's
 --     reason: a table CHECK is read back from text by every statement that writes the table);
