@@ -28,7 +28,7 @@ apart. The target is judged on the Python figure, the path the order system take
 A second diagnostic, "no db checks": the process-per-client loop on a third scratch database
 where the ledger's database-enforced invariants are switched off (every CHECK and domain
 constraint dropped, every trigger on the ledger's tables disabled: the zero-sum check, the
-foreign keys, append-only; only the two that keep the balance rows stay, and the order path
+foreign keys, append-only; only the three that keep the balance rows stay, and the order path
 skips the entry checks already). The operations still do all their own work
 (idempotency, locks, the funds check, the hash chain, the entries, the balance rows). It shows
 what the enforcement costs, and what the target leaves for it. Never a configuration to run.
@@ -216,9 +216,11 @@ BEGIN
     FOR r IN SELECT relname FROM pg_class WHERE relname LIKE 'ledger\\_%' AND relkind = 'r' LOOP
         EXECUTE format('ALTER TABLE %I DISABLE TRIGGER ALL', r.relname);
     END LOOP;
-    -- Not checks: these two keep the balance rows (opened with the accounts; moved by the
-    -- operations other than the order path's postings, such as the deposit that funds).
+    -- Not checks: these three keep the balance rows (opened with the accounts, naming them;
+    -- moved by the operations other than the order path's postings, such as the deposit
+    -- that funds).
     ALTER TABLE ledger_accounts ENABLE TRIGGER ledger_accounts_open_balance;
+    ALTER TABLE ledger_balances ENABLE TRIGGER ledger_balances_accounts_derived;
     ALTER TABLE ledger_entries ENABLE TRIGGER ledger_entries_apply;
 END;
 $$

@@ -1,7 +1,8 @@
 """Migration 0009 on a real PostgreSQL: a posting of the order path (ledger_post) is checked
 whole by the statement that writes it and closed to later entries from its birth; every other
 transaction keeps the deferred zero-sum check; the single-column CHECKs that became domains
-keep their names."""
+keep their names; each balance row names the accounts its postings move, derived by the
+database."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import uuid
 import psycopg
 import pytest
 
-from ledger import Ledger, reconcile
+from ledger import Ledger, journal, reconcile
+from ledger.money import Asset
 from tests.integration.ledger.test_balance_rows import AT, balance_rows, held_accounts
 from tests.integration.ledger.test_integrity import raw_entries, raw_transaction
 
@@ -198,3 +200,78 @@ def test_entries_have_one_index_their_primary_key_by_transaction(conn):
             " USING btree (transaction_id, id)",
         )
     ]
+
+
+def balance_accounts(conn: psycopg.Connection, user: int, asset: str) -> tuple:
+    return conn.execute(
+        "SELECT settled_account, unsettled_account, held_account, broker_holds_account,"
+        " broker_street_account, broker_fees_account FROM ledger_balances"
+        " WHERE user_id = %s AND asset = %s",
+        (user, asset),
+    ).fetchone()
+
+
+def account_id(conn: psycopg.Connection, user: int | None, asset: str, kind: str) -> int:
+    return conn.execute(
+        "SELECT id FROM ledger_accounts WHERE user_id IS NOT DISTINCT FROM %s AND asset = %s"
+        " AND kind = %s",
+        (user, asset, kind),
+    ).fetchone()[0]
+
+
+def test_each_balance_row_names_its_accounts_whichever_comes_first(conn, new_user):
+    """A balance row names the user's settled, unsettled and held accounts of its asset and
+    the broker's holds and street accounts of it (fees: USD only): set when the user's accounts
+    come first and the broker's later, one by one, as when the broker's came first."""
+    first, second = new_user(), new_user()
+    insert = "INSERT INTO ledger_accounts (user_id, asset, kind) VALUES (%s, 'NEWCO', %s)"
+    for kind in ("position_settled", "position_unsettled", "position_held"):
+        conn.execute(insert, (first, kind))
+    mine = [
+        account_id(conn, first, "NEWCO", f"position_{b}") for b in ("settled", "unsettled", "held")
+    ]
+    assert balance_accounts(conn, first, "NEWCO") == (*mine, None, None, None)
+    conn.execute(insert, (None, "broker_holds"))
+    holds = account_id(conn, None, "NEWCO", "broker_holds")
+    assert balance_accounts(conn, first, "NEWCO") == (*mine, holds, None, None)
+    conn.execute(insert, (None, "broker_street"))
+    street = account_id(conn, None, "NEWCO", "broker_street")
+    assert balance_accounts(conn, first, "NEWCO") == (*mine, holds, street, None)
+    for kind in ("position_held", "position_settled", "position_unsettled"):
+        conn.execute(insert, (second, kind))
+    theirs = [
+        account_id(conn, second, "NEWCO", f"position_{b}") for b in ("settled", "unsettled", "held")
+    ]
+    assert balance_accounts(conn, second, "NEWCO") == (*theirs, holds, street, None)
+
+
+def test_the_usd_row_names_the_fees_account(conn, ledger: Ledger, new_user):
+    """A user's USD row names their three cash accounts and the broker's USD holds, street
+    and fees accounts."""
+    user = new_user()
+    ledger.deposit(user, 1_000, idempotency_key="d")
+    assert balance_accounts(conn, user, "USD") == (
+        account_id(conn, user, "USD", "cash_settled"),
+        account_id(conn, user, "USD", "cash_unsettled"),
+        account_id(conn, user, "USD", "cash_held"),
+        account_id(conn, None, "USD", "broker_holds"),
+        account_id(conn, None, "USD", "broker_street"),
+        account_id(conn, None, "USD", "broker_fees"),
+    )
+
+
+def test_an_update_can_not_point_a_balance_row_at_another_account(conn, funded, new_user):
+    """An UPDATE that names an account id column is re-derived from ledger_accounts: pointing
+    a user's held account at another user's account (or at nothing) leaves the true id."""
+    user, ids = funded
+    other = new_user()
+    journal.ensure_accounts(conn, other, [Asset("USD")])
+    before = balance_accounts(conn, user, "USD")
+    with conn.transaction():
+        conn.execute(
+            "UPDATE ledger_balances SET held_account = %s, broker_fees_account = NULL"
+            " WHERE user_id = %s AND asset = 'USD'",
+            (account_id(conn, other, "USD", "cash_held"), user),
+        )
+    assert balance_accounts(conn, user, "USD") == before
+    assert before[2] == ids["cash_held"]
