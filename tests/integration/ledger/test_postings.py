@@ -11,10 +11,11 @@ import uuid
 import psycopg
 import pytest
 
-from ledger import Ledger, journal, reconcile
+from ledger import Ledger, Receipt, journal, reconcile
 from ledger.money import Asset
 from tests.integration.ledger.test_balance_rows import AT, balance_rows, held_accounts
 from tests.integration.ledger.test_integrity import raw_entries, raw_transaction
+from tests.integration.ledger.test_ledger_pg import concurrently
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
 
@@ -275,3 +276,39 @@ def test_an_update_can_not_point_a_balance_row_at_another_account(conn, funded, 
         )
     assert balance_accounts(conn, user, "USD") == before
     assert before[2] == ids["cash_held"]
+
+
+def test_users_trading_a_new_symbol_at_once_all_book_and_name_every_account(
+    migrated_dsn, conn, new_user
+):
+    """Twelve users, on their own connections, released at once: each deposits (creating its
+    USD accounts, and the broker's, at the same time as the others), holds $10.10 and buys one
+    share of a symbol nobody had (its accounts created concurrently too). Balance rows opened
+    while another transaction was creating the broker's accounts are derived again by the
+    hold or fill that needs them: all twelve book, every row names all of its accounts, and
+    the ledger reconciles."""
+    users = [new_user() for _ in range(12)]
+    conn.commit()
+
+    def trade(ledger: Ledger, i: int) -> Receipt:
+        ledger.deposit(users[i], 5_000, idempotency_key="d")
+        hold = ledger.place_hold(users[i], asset="USD", amount=1_010, idempotency_key="h")
+        return ledger.book_fill(
+            users[i], symbol="RACE", side="buy", quantity=1, price_cents=1_000, fee_cents=10,
+            executed_at=AT, idempotency_key="f", hold_id=hold.hold_id,
+        )  # fmt: skip
+
+    results = concurrently(migrated_dsn, len(users), trade)
+    assert [type(r) for r in results] == [Receipt] * len(users), results
+    for user in users:
+        assert balance_rows(conn, user) == [("RACE", 0, 1, 0), ("USD", 3_990, 0, 0)]
+        assert None not in balance_accounts(conn, user, "USD")
+        assert balance_accounts(conn, user, "RACE")[:5] == (
+            account_id(conn, user, "RACE", "position_settled"),
+            account_id(conn, user, "RACE", "position_unsettled"),
+            account_id(conn, user, "RACE", "position_held"),
+            account_id(conn, None, "RACE", "broker_holds"),
+            account_id(conn, None, "RACE", "broker_street"),
+        )
+    conn.commit()
+    assert reconcile(conn).ok

@@ -69,7 +69,9 @@ ALTER TABLE ledger_holds ALTER COLUMN amount TYPE ledger_hold_amount;
 -- row is inserted or an UPDATE names any of them (whatever value it gives); a new user account
 -- re-derives its balance row, a new broker account every row of its asset (once per asset,
 -- normally before anyone trades it). Accounts are permanent and immutable (0007), so a
--- derived id stays right.
+-- derived id stays right. A row opened while another transaction is creating the broker's
+-- accounts of its asset can not see them yet, nor that transaction the row: such a row keeps
+-- NULL ids until the first hold or fill that needs them derives them again, under its lock.
 ALTER TABLE ledger_balances
     ADD COLUMN settled_account bigint,
     ADD COLUMN unsettled_account bigint,
@@ -337,6 +339,14 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM ledger_unknown_user(p_user_id);
     END IF;
+    IF num_nulls(v_settled_account, v_held_account, v_broker_account) > 0 THEN
+        -- Opened while another transaction was creating the broker's accounts of the asset:
+        -- derived again, now, under the row's lock (see ledger_derive_balance_accounts).
+        UPDATE ledger_balances SET settled_account = NULL
+        WHERE user_id = p_user_id AND asset = p_asset
+        RETURNING settled_account, held_account, broker_holds_account
+        INTO v_settled_account, v_held_account, v_broker_account;
+    END IF;
     -- ledger_replay's lookup, inline for the usual new key. The ORDER BY is the key index's
     -- own order: on a small journal the planner costs that index and the chain-position one
     -- (user_id, chain_seq) alike, and took the latter in a benchmark session, filtering all of
@@ -385,7 +395,8 @@ DECLARE
     r record;
     cash record;
     pos record;
-    v_rows int := 0;
+    v_rows int;
+    v_derived boolean := false;
     v_ids bigint[];
     v_assets text[];
     v_amounts bigint[];
@@ -393,23 +404,34 @@ DECLARE
 BEGIN
     -- Locks 2 and 3: the chain head, then the balance rows of cash and the symbol, in asset
     -- order (the join yields the chain row first, with the first balance row). They name the
-    -- accounts of the posting.
-    FOR r IN
-        SELECT c.seq, c.head, b.asset, b.settled, b.unsettled, b.held, b.settled_account,
-               b.unsettled_account, b.held_account, b.broker_holds_account,
-               b.broker_street_account, b.broker_fees_account
-        FROM ledger_chains c JOIN ledger_balances b ON b.user_id = c.user_id
-        WHERE c.user_id = p_user_id AND b.asset IN ('USD', p_symbol)
-        ORDER BY b.asset COLLATE "C" FOR UPDATE
+    -- accounts of the posting; a row opened while another transaction was creating the
+    -- broker's accounts of its asset misses some, and is derived again under its lock.
     LOOP
-        v_seq := r.seq;
-        v_prev := r.head;
-        v_rows := v_rows + 1;
-        IF r.asset = 'USD' THEN cash := r; ELSE pos := r; END IF;
+        v_rows := 0;
+        FOR r IN
+            SELECT c.seq, c.head, b.asset, b.settled, b.unsettled, b.held, b.settled_account,
+                   b.unsettled_account, b.held_account, b.broker_holds_account,
+                   b.broker_street_account, b.broker_fees_account
+            FROM ledger_chains c JOIN ledger_balances b ON b.user_id = c.user_id
+            WHERE c.user_id = p_user_id AND b.asset IN ('USD', p_symbol)
+            ORDER BY b.asset COLLATE "C" FOR UPDATE
+        LOOP
+            v_seq := r.seq;
+            v_prev := r.head;
+            v_rows := v_rows + 1;
+            IF r.asset = 'USD' THEN cash := r; ELSE pos := r; END IF;
+        END LOOP;
+        IF v_rows < 2 THEN
+            PERFORM ledger_unknown_user(p_user_id);
+        END IF;
+        EXIT WHEN v_derived OR num_nulls(cash.settled_account, cash.unsettled_account,
+            cash.held_account, cash.broker_holds_account, cash.broker_street_account,
+            cash.broker_fees_account, pos.settled_account, pos.unsettled_account,
+            pos.held_account, pos.broker_holds_account, pos.broker_street_account) = 0;
+        UPDATE ledger_balances SET settled_account = NULL
+        WHERE user_id = p_user_id AND asset IN ('USD', p_symbol);
+        v_derived := true;
     END LOOP;
-    IF v_rows < 2 THEN
-        PERFORM ledger_unknown_user(p_user_id);
-    END IF;
     -- ledger_replay's lookup, inline for the usual new key. The ORDER BY is the key index's
     -- own order: on a small journal the planner costs that index and the chain-position one
     -- (user_id, chain_seq) alike, and took the latter in a benchmark session, filtering all of
