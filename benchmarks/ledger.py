@@ -343,7 +343,7 @@ def main() -> int:
     ok = ratio >= 0.5 and p99 < 20
     print(
         f"target at 8 clients: ledger >= 50% of pgbench (median of {args.rounds} rounds) and"
-        f" p99 < 20 ms (worst round): {'PASS' if ok else 'FAIL'} ({ratio:.0%}, p99 {p99:.2f} ms)"
+        f" p99 < 20 ms (worst round): {'PASS' if ok else 'FAIL'} ({ratio:.1%}, p99 {p99:.2f} ms)"
     )
     return 0 if ok else 1
 

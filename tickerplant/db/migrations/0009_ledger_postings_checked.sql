@@ -432,10 +432,7 @@ BEGIN
         WHERE user_id = p_user_id AND asset IN ('USD', p_symbol);
         v_derived := true;
     END LOOP;
-    -- ledger_replay's lookup, inline for the usual new key. The ORDER BY is the key index's
-    -- own order: on a small journal the planner costs that index and the chain-position one
-    -- (user_id, chain_seq) alike, and took the latter in a benchmark session, filtering all of
-    -- the user's transactions per call; with it, only the key index needs no sort.
+    -- The key, as in ledger_place_hold.
     PERFORM FROM ledger_transactions WHERE user_id = p_user_id AND idempotency_key = p_key
     ORDER BY user_id, idempotency_key;
     IF FOUND THEN
