@@ -1,25 +1,33 @@
 """The audit trail: each user's transactions form a hash chain; ``verify`` walks it.
 
-A transaction's hash is SHA-256 over the previous transaction's hash and the canonical JSON of
+A transaction's hash is SHA-256 over the previous transaction's hash and the canonical bytes of
 its content: id, user, sequence number, kind, idempotency key, effective time (UTC), settlement
-date, metadata and its entries sorted by account. The database computes it when it books the
-transaction (``ledger_append``, migration 0003), as PostgreSQL's jsonb text of that document
-(hash form 2); :func:`jsonb_text` rebuilds that text byte for byte here, so the check does not
-trust the server's functions. Transactions booked before 0003 keep form 1, Python's compact
-``json.dumps``, and are checked as such. There is one chain per user, whose head
-(``ledger_chains``) records the last sequence number and hash; a chain per user rather than one
-global chain keeps unrelated users from serialising on one row, and every transaction belongs to
-exactly one user. Changing any stored field, deleting a transaction or adding one out of band
-breaks the chain at that transaction, and :func:`verify` names the first such one per chain.
+date, metadata and its entries. The database computes it when it books the transaction, and the
+row names the form it used; :func:`canonical_content` rebuilds each form byte for byte here, so
+the check does not trust the server's functions:
+
+- form 3 (holds and fills, since migration 0010): fixed-width binary fields, JSON strings and
+  the metadata's jsonb text, the entries in id order (the layout is in that migration's
+  header);
+- form 2 (every other transaction since 0003, holds and fills before 0010): PostgreSQL's jsonb
+  text of a document, entries sorted by account, rebuilt by :func:`jsonb_text`;
+- form 1 (before 0003): Python's compact ``json.dumps`` of the same document.
+
+There is one chain per user, whose head (``ledger_chains``) records the last sequence number
+and hash; a chain per user rather than one global chain keeps unrelated users from serialising
+on one row, and every transaction belongs to exactly one user. Changing any stored field,
+deleting a transaction or adding one out of band breaks the chain at that transaction, and
+:func:`verify` names the first such one per chain.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
@@ -60,7 +68,13 @@ def canonical_content(
     entries: Iterable[tuple[int, str, int]],
     form: int = 2,
 ) -> bytes:
-    """The bytes a transaction's hash covers; identical when rebuilt from the stored row."""
+    """The bytes a transaction's hash covers; identical when rebuilt from the stored row.
+    ``entries`` are (account, asset, amount) in id order."""
+    if form == 3:
+        return _form3(
+            transaction_id, user_id, chain_seq, kind, idempotency_key, effective_at,
+            settlement_date, metadata, entries,
+        )  # fmt: skip
     document = {
         "id": str(transaction_id),
         "user_id": user_id,
@@ -75,6 +89,36 @@ def canonical_content(
     if form == 1:
         return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
     return jsonb_text(document).encode()
+
+
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # PostgreSQL's, for its binary dates and times
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _form3(
+    transaction_id: UUID,
+    user_id: int,
+    chain_seq: int,
+    kind: str,
+    idempotency_key: str | None,
+    effective_at: datetime,
+    settlement_date: date | None,
+    metadata: dict[str, Any],
+    entries: Iterable[tuple[int, str, int]],
+) -> bytes:
+    """Migration 0010's layout: what ``uuid_send``, ``int8send``, ``timestamptz_send`` and
+    ``date_send`` write, then JSON text, then each entry."""
+    micros = (effective_at - _EPOCH) // _MICROSECOND
+    parts = [transaction_id.bytes, struct.pack(">qqq", user_id, chain_seq, micros)]
+    if settlement_date is None:
+        parts.append(b"\x00")
+    else:
+        parts.append(b"\x01" + struct.pack(">i", (settlement_date - _EPOCH.date()).days))
+    text = f"[{jsonb_text(kind)},{jsonb_text(idempotency_key)},{jsonb_text(metadata)}]"
+    parts.append(text.encode())
+    for account, asset, amount in entries:
+        parts.append(struct.pack(">qq", int(account), int(amount)) + jsonb_text(asset).encode())
+    return b"".join(parts)
 
 
 def chain_hash(prev_hash: bytes, content: bytes) -> bytes:
@@ -117,7 +161,7 @@ SELECT t.id, t.user_id, t.chain_seq, t.kind, t.idempotency_key, t.effective_at,
        t.settlement_date, t.metadata, t.prev_hash, t.hash,
        coalesce(array_agg(e.account_id ORDER BY e.id) FILTER (WHERE e.id IS NOT NULL), '{}'),
        coalesce(array_agg(e.asset ORDER BY e.id) FILTER (WHERE e.id IS NOT NULL), '{}'),
-       coalesce(array_agg(e.amount ORDER BY e.id) FILTER (WHERE e.id IS NOT NULL), '{}'),
+       coalesce(array_agg(e.amount::bigint ORDER BY e.id) FILTER (WHERE e.id IS NOT NULL), '{}'),
        t.hash_form
 FROM ledger_transactions t LEFT JOIN ledger_entries e ON e.transaction_id = t.id
 WHERE t.user_id = %s

@@ -245,9 +245,9 @@ def test_a_new_account_is_checked_as_the_checks_it_replaced(
     assert caught.value.diag.constraint_name == constraint
 
 
-def test_migrations_7_to_9_apply_over_a_used_0006_ledger(pg_dsn: str, tmp_path: Path):
+def test_migrations_7_to_10_apply_over_a_used_0006_ledger(pg_dsn: str, tmp_path: Path):
     """A ledger migrated to 0006 with booked transactions (through its SQL functions, as the
-    code of that day called them), then brought to 0009: the cached balances move to the
+    code of that day called them), then brought to 0010: the cached balances move to the
     balance rows unchanged, the old transactions are closed to entries, new operations book,
     verify and reconcile pass."""
     from tests.integration.db.test_migrate import copy_shipped_migrations
@@ -299,7 +299,7 @@ def test_migrations_7_to_9_apply_over_a_used_0006_ledger(pg_dsn: str, tmp_path: 
         ("USD", "cash_held", 190),
         ("USD", "cash_settled", 4190),
     ]
-    assert [m.version for m in migrate(pg_dsn)] == [7, 8, 9]
+    assert [m.version for m in migrate(pg_dsn)] == [7, 8, 9, 10]
     with psycopg.connect(pg_dsn) as conn:
         assert conn.execute(
             "SELECT asset, settled, unsettled, held FROM ledger_balances WHERE user_id = %s"

@@ -227,3 +227,40 @@ def test_jsonb_text_orders_keys_and_escapes_as_postgresql_prints_jsonb():
         '{"x": true, "aa": {"a": [], "b": 1}, "id": "a\\"b\\\\c\\n\\u0001é€", "seq": 12,'
         ' "kind": null}'
     )
+
+
+def test_hash_form_3_lays_out_binary_fields_json_text_and_entries_in_the_given_order():
+    """Form 3 (migration 0010): the id's 16 bytes, user, sequence and microseconds since
+    2000-01-01 UTC as big-endian int64s, a settlement-date flag and day count, the JSON text
+    of kind, key and metadata, then each entry as it is given (not sorted)."""
+    from datetime import UTC, datetime
+    from uuid import UUID
+
+    from ledger.audit import canonical_content
+
+    content = canonical_content(
+        transaction_id=UUID(int=1),
+        user_id=7,
+        chain_seq=2,
+        kind="fill",
+        idempotency_key='k"',
+        effective_at=datetime(2000, 1, 1, 0, 0, 1, 5, tzinfo=UTC),
+        settlement_date=date(2000, 1, 3),
+        metadata={"side": "buy", "qty": 2},
+        entries=[(9, "USD", -5), (3, "USD", 5)],
+        form=3,
+    )
+    assert content == (
+        bytes(15) + b"\x01"
+        + (7).to_bytes(8, "big") + (2).to_bytes(8, "big") + (1_000_005).to_bytes(8, "big")
+        + b"\x01" + (2).to_bytes(4, "big")
+        + b'["fill","k\\"",{"qty": 2, "side": "buy"}]'
+        + (9).to_bytes(8, "big") + (-5).to_bytes(8, "big", signed=True) + b'"USD"'
+        + (3).to_bytes(8, "big") + (5).to_bytes(8, "big") + b'"USD"'
+    )  # fmt: skip
+    no_date = canonical_content(
+        transaction_id=UUID(int=1), user_id=7, chain_seq=2, kind="fill", idempotency_key=None,
+        effective_at=datetime(2000, 1, 1, 0, 0, 1, 5, tzinfo=UTC), settlement_date=None,
+        metadata={}, entries=[], form=3,
+    )  # fmt: skip
+    assert no_date[40:] == b'\x00["fill",null,{}]'
