@@ -334,9 +334,9 @@ ACTIVITIES_SQL: LiteralString = """
     FROM ledger_transactions t
     JOIN ledger_entries e ON e.transaction_id = t.id
     JOIN ledger_accounts a ON a.id = e.account_id
-    WHERE t.user_id = %s AND t.chain_seq < %s
+    WHERE t.user_id = %s AND t.chain_seq < %s AND t.chain_seq > 0
     GROUP BY t.id ORDER BY t.chain_seq DESC LIMIT %s
-"""
+"""  # chain_seq > 0: always true, the predicate of the chain-position index (migration 0010)
 
 
 def balances_from_rows(user_id: int, rows: list[tuple[str, str, int]]) -> Balances:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -187,8 +189,9 @@ _FILES = ("ledger_transactions", "ledger_entries")
 
 def test_0010_keeps_the_journals_files_and_its_form_2_rows_verify(pg_dsn: str, tmp_path: Path):
     """A ledger at 0009 with holds and fills booked (form 2), brought to 0010: the journal's
-    tables and indexes keep their files (no rewrite), the old rows keep form 2, new postings
-    take form 3 on the same chains, and verify passes over the mix."""
+    tables and indexes keep their files (no rewrite) but the chain-position index, built
+    again as a partial index; the old rows keep form 2, new postings take form 3 on the same
+    chains, and verify passes over the mix."""
     from tests.integration.db.test_migrate import copy_shipped_migrations
 
     old = copy_shipped_migrations(tmp_path / "m")
@@ -214,7 +217,9 @@ def test_0010_keeps_the_journals_files_and_its_form_2_rows_verify(pg_dsn: str, t
     assert len(before) == 7  # two tables, five indexes
     assert [m.version for m in migrate(pg_dsn)] == [10]
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        assert conn.execute(files, (list(_FILES), list(_FILES))).fetchall() == before
+        after = conn.execute(files, (list(_FILES), list(_FILES))).fetchall()
+        rebuilt = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
+        assert [(a[0], b[0]) for a, b in rebuilt] == [("ledger_transactions_chain_position",) * 2]
         ledger = Ledger.over_connection(conn)
         hold = ledger.place_hold(user, asset="USD", amount=1100, idempotency_key="h2")
         ledger.book_fill(
@@ -235,3 +240,86 @@ def test_0010_keeps_the_journals_files_and_its_form_2_rows_verify(pg_dsn: str, t
         ]
         report = verify(conn)
         assert (report.ok, report.transactions) == (True, 5)
+
+
+def generic_plan(conn: psycopg.Connection, query: str, types: str, args: str) -> list[str]:
+    """The index names in the generic plan PostgreSQL keeps for ``query`` in a session."""
+    with conn.transaction():
+        conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        conn.execute("SET LOCAL enable_seqscan = off")  # as the hold and the fill run
+        conn.execute(f"PREPARE q ({types}) AS {query}")
+        try:
+            plan = conn.execute(f"EXPLAIN (FORMAT JSON) EXECUTE q ({args})").fetchone()[0]
+        finally:
+            conn.execute("DEALLOCATE q")
+    names: list[str] = []
+    nodes = [plan[0]["Plan"]]
+    while nodes:
+        node = nodes.pop()
+        names += [node["Index Name"]] if "Index Name" in node else []
+        nodes += node.get("Plans", [])
+    return names
+
+
+def test_the_key_lookup_is_planned_on_the_key_index_even_on_an_empty_journal(pg_dsn: str):
+    """On a fresh, never-analysed journal, the generic plan of the hold's and fill's key lookup
+    uses the key index, not the chain-position one (with it, every lookup filtered all of the
+    user's transactions for as long as the session kept the plan); a statement's query by
+    chain position still uses its index."""
+    migrate(pg_dsn)
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute(
+            "SELECT reltuples FROM pg_class WHERE relname = 'ledger_transactions'"
+        ).fetchone() == (-1,)
+        assert generic_plan(
+            conn,
+            "SELECT FROM ledger_transactions WHERE user_id = $1 AND idempotency_key = $2",
+            "bigint, text",
+            "1, 'k'",
+        ) == ["ledger_transactions_key"]
+        assert generic_plan(
+            conn,
+            "SELECT id FROM ledger_transactions t WHERE t.user_id = $1 AND t.chain_seq < $2"
+            " AND t.chain_seq > 0 ORDER BY t.chain_seq DESC LIMIT 10",
+            "bigint, bigint",
+            "1, 100",
+        ) == ["ledger_transactions_chain_position"]
+
+
+@pytest.mark.parametrize(("symbol", "first"), [("AAPL", "AAPL"), ("ZM", "USD")])
+def test_a_fill_locks_its_balance_rows_in_asset_order(
+    migrated_dsn: str, conn, ledger: Ledger, funded, symbol: str, first: str
+):
+    """The fill locks the chain, then its two balance rows in asset order (C collation):
+    with the second row held by another transaction, the fill waits holding the first."""
+    user, _ = funded
+    ledger.book_fill(
+        user, symbol=symbol, side="buy", quantity=1, price_cents=100, fee_cents=0,
+        executed_at=EXECUTED, idempotency_key="open",
+    )  # fmt: skip
+    conn.commit()
+    second = "USD" if first != "USD" else symbol
+    lock = "SELECT FROM ledger_balances WHERE user_id = %s AND asset = %s FOR UPDATE NOWAIT"
+    with (
+        ThreadPoolExecutor(1) as pool,  # exits last: the holder's lock is gone by then
+        psycopg.connect(migrated_dsn) as holder,
+        psycopg.connect(migrated_dsn, autocommit=True) as filler,
+        psycopg.connect(migrated_dsn, autocommit=True) as probe,
+    ):
+        holder.execute(lock, (user, second))
+        try:
+            waiting = pool.submit(
+                Ledger.over_connection(filler).book_fill,
+                user, symbol=symbol, side="buy", quantity=1, price_cents=100, fee_cents=0,
+                executed_at=EXECUTED, idempotency_key="f",
+            )  # fmt: skip
+            wait = "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s"
+            deadline = time.monotonic() + 10
+            while probe.execute(wait, (filler.info.backend_pid,)).fetchone() != ("Lock",):
+                assert time.monotonic() < deadline, "the fill never waited for a lock"
+                time.sleep(0.01)
+            with pytest.raises(psycopg.errors.LockNotAvailable), probe.transaction():
+                probe.execute(lock, (user, first))
+        finally:
+            holder.rollback()  # whatever happened, the fill can finish
+        assert waiting.result(timeout=10).kind == "fill"
