@@ -1,6 +1,8 @@
 """Migration 0010 on a real PostgreSQL: holds and fills are hashed in form 3, which Python
 rebuilds byte for byte and which covers every field; the journal's single-column CHECKs became
-domains under their old names, without rewriting the journal."""
+domains under their old names, without rewriting the journal; the key lookup is never planned
+on the chain-position index; the fill locks its rows in asset order; journal writes commit
+durably."""
 
 from __future__ import annotations
 
@@ -323,3 +325,36 @@ def test_a_fill_locks_its_balance_rows_in_asset_order(
         finally:
             holder.rollback()  # whatever happened, the fill can finish
         assert waiting.result(timeout=10).kind == "fill"
+
+
+@pytest.mark.parametrize("operation", ["deposit", "place_hold", "book_fill", "release_hold"])
+def test_a_journal_write_makes_its_transaction_commit_durably(
+    conn, ledger: Ledger, funded, operation: str
+):
+    """Whatever the session's synchronous_commit, a database transaction that wrote to the
+    journal (through ledger_post or ledger_append) commits with synchronous_commit on; the
+    session's own setting is back after it."""
+    user, _ = funded
+    hold = ledger.place_hold(user, asset="USD", amount=100, idempotency_key="open")
+    conn.execute("SET synchronous_commit = off")
+    conn.commit()
+    calls = {
+        "deposit": lambda: ledger.deposit(user, 100, idempotency_key="d"),
+        "place_hold": lambda: ledger.place_hold(user, asset="USD", amount=1, idempotency_key="h"),
+        "book_fill": lambda: ledger.book_fill(
+            user,
+            symbol="AAPL",
+            side="buy",
+            quantity=1,
+            price_cents=10,
+            fee_cents=0,
+            executed_at=EXECUTED,
+            idempotency_key="f",
+        ),  # fmt: skip
+        "release_hold": lambda: ledger.release_hold(user, hold.hold_id, idempotency_key="r"),
+    }
+    with conn.transaction():
+        assert conn.execute("SHOW synchronous_commit").fetchone() == ("off",)
+        calls[operation]()
+        assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
+    assert conn.execute("SHOW synchronous_commit").fetchone() == ("off",)
