@@ -8,7 +8,9 @@ databases are created (and dropped): one migrated for the ledger, one `pgbench -
 Each ledger client is its own process with its own connection and user (the OMS's shape: users
 do not contend), looping place_hold + book_fill; each of those is one ledger transaction. The
 connection is in autocommit mode, so each operation is one statement, its own transaction: one
-round trip (``ledger.journal.call``).
+round trip (``ledger.journal.call``). Since migration 0010 every ledger transaction commits
+with synchronous_commit on (the ledger sets it for its own transactions); pgbench runs with the
+server's setting (benchmarks/README.md, "Sixth pass", has both ways).
 Target (issue 6): at 8 clients, ledger transactions/s >= 50% of pgbench TPS, p99 < 20 ms.
 
 These two cores are shared: pgbench's own TPS moves by 10-30% from one 10 s run to the next.

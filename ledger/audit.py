@@ -156,6 +156,8 @@ class VerifyReport:
         return not self.breaks
 
 
+# The amounts cast to bigint: ledger_entries.amount is a domain (0010), and an array of a
+# domain reaches psycopg as a type it does not know.
 _CHAIN_ROWS = """
 SELECT t.id, t.user_id, t.chain_seq, t.kind, t.idempotency_key, t.effective_at,
        t.settlement_date, t.metadata, t.prev_hash, t.hash,
