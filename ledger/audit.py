@@ -55,6 +55,10 @@ def jsonb_text(value: Any) -> str:
     return json.dumps(value)
 
 
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # PostgreSQL's, for its binary dates and times
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def canonical_content(
     *,
     transaction_id: UUID,
@@ -71,10 +75,19 @@ def canonical_content(
     """The bytes a transaction's hash covers; identical when rebuilt from the stored row.
     ``entries`` are (account, asset, amount) in id order."""
     if form == 3:
-        return _form3(
-            transaction_id, user_id, chain_seq, kind, idempotency_key, effective_at,
-            settlement_date, metadata, entries,
-        )  # fmt: skip
+        # Migration 0010's layout: what uuid_send, int8send, timestamptz_send and date_send
+        # write, then JSON text, then each entry.
+        micros = (effective_at - _EPOCH) // _MICROSECOND
+        parts = [transaction_id.bytes, struct.pack(">qqq", user_id, chain_seq, micros)]
+        if settlement_date is None:
+            parts.append(b"\x00")
+        else:
+            parts.append(b"\x01" + struct.pack(">i", (settlement_date - _EPOCH.date()).days))
+        text = f"[{jsonb_text(kind)},{jsonb_text(idempotency_key)},{jsonb_text(metadata)}]"
+        parts.append(text.encode())
+        for account, asset, amount in entries:
+            parts.append(struct.pack(">qq", int(account), int(amount)) + jsonb_text(asset).encode())
+        return b"".join(parts)
     document = {
         "id": str(transaction_id),
         "user_id": user_id,
@@ -89,36 +102,6 @@ def canonical_content(
     if form == 1:
         return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
     return jsonb_text(document).encode()
-
-
-_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # PostgreSQL's, for its binary dates and times
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def _form3(
-    transaction_id: UUID,
-    user_id: int,
-    chain_seq: int,
-    kind: str,
-    idempotency_key: str | None,
-    effective_at: datetime,
-    settlement_date: date | None,
-    metadata: dict[str, Any],
-    entries: Iterable[tuple[int, str, int]],
-) -> bytes:
-    """Migration 0010's layout: what ``uuid_send``, ``int8send``, ``timestamptz_send`` and
-    ``date_send`` write, then JSON text, then each entry."""
-    micros = (effective_at - _EPOCH) // _MICROSECOND
-    parts = [transaction_id.bytes, struct.pack(">qqq", user_id, chain_seq, micros)]
-    if settlement_date is None:
-        parts.append(b"\x00")
-    else:
-        parts.append(b"\x01" + struct.pack(">i", (settlement_date - _EPOCH.date()).days))
-    text = f"[{jsonb_text(kind)},{jsonb_text(idempotency_key)},{jsonb_text(metadata)}]"
-    parts.append(text.encode())
-    for account, asset, amount in entries:
-        parts.append(struct.pack(">qq", int(account), int(amount)) + jsonb_text(asset).encode())
-    return b"".join(parts)
 
 
 def chain_hash(prev_hash: bytes, content: bytes) -> bytes:
